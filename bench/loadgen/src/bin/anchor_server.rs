@@ -1,0 +1,200 @@
+//! `anchor-server`: answers every HTTP request (after reading its body) with one fixed
+//! Open Inference Protocol v2 JSON response, and every gRPC `ModelInfer` with a fixed
+//! `ModelInferResponse`. No parsing, no model: it shows what the transport stack
+//! (hyper / tonic on tokio) and the load generator cost on this machine.
+//!
+//!     anchor-server --http_port 8080 --grpc_port 8081
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use ferroserve_protocol::grpc::pb;
+use ferroserve_protocol::grpc::pb::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::{Request, Response, Status};
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long = "http_port", alias = "http-port")]
+    http_port: Option<u16>,
+    #[arg(long = "grpc_port", alias = "grpc-port")]
+    grpc_port: Option<u16>,
+    /// Tokio worker threads (default: number of CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+const JSON_RESPONSE: &str = r#"{"model_name":"iris","model_version":"1","outputs":[{"name":"probabilities","shape":[1,3],"datatype":"FP32","data":[0.9947719,0.0052280775,8.04853e-10]}]}"#;
+
+fn grpc_response() -> pb::ModelInferResponse {
+    pb::ModelInferResponse {
+        model_name: "iris".into(),
+        model_version: "1".into(),
+        outputs: vec![pb::model_infer_response::InferOutputTensor {
+            name: "probabilities".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 3],
+            contents: Some(pb::InferTensorContents {
+                fp32_contents: vec![0.994_771_9, 0.005_228_077_5, 8.04853e-10],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = args.threads {
+        rt.worker_threads(t.max(1));
+    }
+    rt.build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.http_port.is_none() && args.grpc_port.is_none() {
+        anyhow::bail!("pass --http_port and/or --grpc_port");
+    }
+    let mut tasks = Vec::new();
+    if let Some(p) = args.http_port {
+        let addr: SocketAddr = format!("{}:{p}", args.host).parse()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        eprintln!("anchor-server: HTTP on {addr}");
+        tasks.push(tokio::spawn(serve_http(listener)));
+    }
+    if let Some(p) = args.grpc_port {
+        let addr: SocketAddr = format!("{}:{p}", args.host).parse()?;
+        eprintln!("anchor-server: gRPC on {addr}");
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(GrpcInferenceServiceServer::new(Anchor {
+                    resp: grpc_response(),
+                }))
+                .serve(addr)
+                .await
+                .context("gRPC server")
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn serve_http(listener: tokio::net::TcpListener) -> Result<()> {
+    let body = Bytes::from_static(JSON_RESPONSE.as_bytes());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let body = body.clone();
+                async move {
+                    // Read the request body as a real server must.
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header(hyper::header::CONTENT_TYPE, "application/json")
+                            .body(Full::new(body))
+                            .expect("static response"),
+                    )
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+struct Anchor {
+    resp: pb::ModelInferResponse,
+}
+
+type Res<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Anchor {
+    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Res<pb::ServerLiveResponse> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Res<pb::ServerReadyResponse> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: true }))
+    }
+    async fn model_ready(&self, _: Request<pb::ModelReadyRequest>) -> Res<pb::ModelReadyResponse> {
+        Ok(Response::new(pb::ModelReadyResponse { ready: true }))
+    }
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Res<pb::ServerMetadataResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn model_metadata(
+        &self,
+        _: Request<pb::ModelMetadataRequest>,
+    ) -> Res<pb::ModelMetadataResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn model_infer(&self, _: Request<pb::ModelInferRequest>) -> Res<pb::ModelInferResponse> {
+        Ok(Response::new(self.resp.clone()))
+    }
+    type ModelStreamInferStream = tonic::codegen::tokio_stream::Empty<
+        std::result::Result<pb::ModelStreamInferResponse, Status>,
+    >;
+    async fn model_stream_infer(
+        &self,
+        _: Request<tonic::Streaming<pb::ModelInferRequest>>,
+    ) -> Res<Self::ModelStreamInferStream> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn model_config(
+        &self,
+        _: Request<pb::ModelConfigRequest>,
+    ) -> Res<pb::ModelConfigResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn model_statistics(
+        &self,
+        _: Request<pb::ModelStatisticsRequest>,
+    ) -> Res<pb::ModelStatisticsResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn repository_index(
+        &self,
+        _: Request<pb::RepositoryIndexRequest>,
+    ) -> Res<pb::RepositoryIndexResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn repository_model_load(
+        &self,
+        _: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Res<pb::RepositoryModelLoadResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+    async fn repository_model_unload(
+        &self,
+        _: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Res<pb::RepositoryModelUnloadResponse> {
+        Err(Status::unimplemented("anchor"))
+    }
+}

@@ -1,0 +1,173 @@
+//! Running one request on one model version: validation against the
+//! signature, execution on the compute pool, output selection, statistics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::registry::ServedModel;
+use crate::request::{InferRequest, InferResponse};
+use crate::tensor::Tensor;
+
+/// Checks the inputs against the model's signature and orders them as the
+/// signature does. Every check a runtime relies on happens here.
+pub fn validate_inputs(model: &ServedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+    let sig = model.signature();
+    let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
+    for t in inputs {
+        let Some(idx) = sig.inputs.iter().position(|s| s.name == t.name) else {
+            let expected: Vec<&str> = sig.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "unexpected input '{}' for model '{}' (expected inputs: {})",
+                t.name,
+                model.name,
+                expected.join(", ")
+            )));
+        };
+        let spec = &sig.inputs[idx];
+        if t.datatype != spec.datatype {
+            return Err(Error::invalid(format!(
+                "input '{}' has datatype {}, model '{}' expects {}",
+                t.name, t.datatype, model.name, spec.datatype
+            )));
+        }
+        if !spec.accepts_shape(&t.shape) {
+            return Err(Error::invalid(format!(
+                "input '{}' has shape {:?}, model '{}' expects {:?} (-1: any size)",
+                t.name, t.shape, model.name, spec.shape
+            )));
+        }
+        if model.max_batch_size > 0 {
+            let batch = t.shape.first().copied().unwrap_or(0);
+            if batch as u64 > u64::from(model.max_batch_size) {
+                return Err(Error::invalid(format!(
+                    "input '{}' has batch size {batch}, model '{}' allows at most {} (max_batch_size)",
+                    t.name, model.name, model.max_batch_size
+                )));
+            }
+        }
+        if slots[idx].is_some() {
+            return Err(Error::invalid(format!("input '{}' given twice", t.name)));
+        }
+        slots[idx] = Some(t);
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    for (slot, spec) in slots.into_iter().zip(&sig.inputs) {
+        match slot {
+            Some(t) => out.push(t),
+            None if spec.optional => {}
+            None => {
+                return Err(Error::invalid(format!(
+                    "missing input '{}' for model '{}'",
+                    spec.name, model.name
+                )))
+            }
+        }
+    }
+    if model.max_batch_size > 0 {
+        let first = out.first().and_then(|t| t.shape.first().copied());
+        if out.iter().any(|t| t.shape.first().copied() != first) {
+            return Err(Error::invalid(
+                "all inputs must have the same batch size (dimension 0)",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks requested output names before any compute happens.
+pub fn validate_outputs(model: &ServedModel, req: &InferRequest) -> Result<(), Error> {
+    for o in &req.outputs {
+        if !model.signature().outputs.iter().any(|s| s.name == o.name) {
+            return Err(Error::invalid(format!(
+                "unknown output '{}' requested from model '{}'",
+                o.name, model.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `req` on `model` synchronously (call from a compute thread).
+pub fn run_blocking(model: &ServedModel, req: InferRequest) -> Result<InferResponse, Error> {
+    let t0 = Instant::now();
+    validate_outputs(model, &req)?;
+    let inputs = validate_inputs(model, req.inputs)?;
+    let batch = if model.max_batch_size > 0 {
+        inputs
+            .first()
+            .and_then(|t| t.shape.first().copied())
+            .unwrap_or(1) as u64
+    } else {
+        1
+    };
+    let t1 = Instant::now();
+    let mut outputs = model.model.infer(inputs)?;
+    let t2 = Instant::now();
+    if !req.outputs.is_empty() {
+        let mut selected = Vec::with_capacity(req.outputs.len());
+        for r in &req.outputs {
+            let pos = outputs
+                .iter()
+                .position(|t| t.name == r.name)
+                .ok_or_else(|| {
+                    Error::internal(format!("runtime did not return output '{}'", r.name))
+                })?;
+            let mut t = outputs.swap_remove(pos);
+            t.parameters.extend(r.parameters.clone());
+            selected.push(t);
+        }
+        outputs = selected;
+    }
+    let t3 = Instant::now();
+    model
+        .stats
+        .record_execution(batch, t1 - t0, t2 - t1, t3 - t2);
+    Ok(InferResponse {
+        model_name: model.name.clone(),
+        model_version: model.version_str.clone(),
+        id: req.id,
+        parameters: Default::default(),
+        outputs,
+    })
+}
+
+/// Average model execution below which a small request runs inline on the
+/// async thread: handing it to the blocking pool would cost more CPU (two
+/// thread wake-ups) than the inference itself.
+const INLINE_MAX_AVG_COMPUTE_NS: u64 = 50_000;
+/// Requests carrying more input bytes than this always go to the pool.
+const INLINE_MAX_INPUT_BYTES: usize = 16 * 1024;
+/// Executions observed before the inline decision is trusted.
+const INLINE_MIN_SAMPLES: u64 = 16;
+
+fn runs_inline(model: &ServedModel, req: &InferRequest) -> bool {
+    let (count, ns) = model.stats.compute_infer.get();
+    count >= INLINE_MIN_SAMPLES
+        && ns / count.max(1) < INLINE_MAX_AVG_COMPUTE_NS
+        && req.inputs.iter().map(Tensor::binary_size).sum::<usize>() <= INLINE_MAX_INPUT_BYTES
+}
+
+/// Runs `req` on `model` and records statistics. Models whose executions
+/// are known to be tiny run small requests inline; everything else runs on
+/// the blocking pool, never on the async threads.
+pub async fn infer(model: Arc<ServedModel>, req: InferRequest) -> Result<InferResponse, Error> {
+    let start = Instant::now();
+    let result = if runs_inline(&model, &req) {
+        model.stats.queue.record(start.elapsed());
+        run_blocking(&model, req)
+    } else {
+        let m = Arc::clone(&model);
+        tokio::task::spawn_blocking(move || {
+            m.stats.queue.record(start.elapsed());
+            run_blocking(&m, req)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Error::internal(format!("inference task failed: {e}"))))
+    };
+    match &result {
+        Ok(_) => model.stats.success.record(start.elapsed()),
+        Err(_) => model.stats.fail.record(start.elapsed()),
+    }
+    result
+}

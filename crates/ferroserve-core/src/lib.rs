@@ -1,0 +1,23 @@
+//! The serving core of ferroserve: tensors, the internal request and
+//! response, the `Model` and `Runtime` traits, per-model configuration, the
+//! model registry, statistics, and request execution. No HTTP, no engines.
+
+pub mod config;
+pub mod datatype;
+pub mod error;
+pub mod executor;
+pub mod model;
+pub mod parameters;
+pub mod registry;
+pub mod request;
+pub mod stats;
+pub mod tensor;
+
+pub use config::ModelConfig;
+pub use datatype::DataType;
+pub use error::{Error, Result};
+pub use model::{LoadContext, Model, Runtime, Signature, TensorSpec};
+pub use parameters::{ParamValue, Parameters};
+pub use registry::{Registry, RegistryOptions, ServedModel};
+pub use request::{InferRequest, InferResponse, RequestedOutput};
+pub use tensor::{Tensor, TensorData, TensorError};

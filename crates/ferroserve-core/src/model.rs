@@ -1,0 +1,104 @@
+//! The `Model` trait every runtime implements, and model signatures.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::ModelConfig;
+use crate::datatype::DataType;
+use crate::error::Error;
+use crate::tensor::Tensor;
+
+/// Declared input or output of a model. `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Shape with `-1` for dynamic dimensions.
+    pub shape: Vec<i64>,
+    /// Whether the input may be left out.
+    pub optional: bool,
+}
+
+impl TensorSpec {
+    /// A required tensor spec.
+    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>) -> Self {
+        TensorSpec {
+            name: name.into(),
+            datatype,
+            shape,
+            optional: false,
+        }
+    }
+
+    /// True when `shape` fits this spec (same rank, fixed dims equal).
+    pub fn accepts_shape(&self, shape: &[usize]) -> bool {
+        self.shape.len() == shape.len()
+            && self
+                .shape
+                .iter()
+                .zip(shape)
+                .all(|(&want, &got)| want < 0 || want as u64 == got as u64)
+    }
+}
+
+/// What a model takes and returns, and what platform runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    /// Platform name as Triton reports it (`onnxruntime_onnx`, …).
+    pub platform: String,
+    /// Backend name as Triton reports it (`onnxruntime`, …).
+    pub backend: String,
+    /// The model file the runtime loaded, relative to its folder.
+    pub model_file: String,
+    /// Declared inputs, in the order `Model::infer` receives them.
+    pub inputs: Vec<TensorSpec>,
+    /// Declared outputs, in the order `Model::infer` returns them.
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl Signature {
+    /// True when every input and output has a dynamic leading dimension,
+    /// i.e. the model accepts a batch of any size along dimension 0.
+    pub fn is_batchable(&self) -> bool {
+        let lead = |s: &TensorSpec| s.shape.first().is_some_and(|&d| d < 0);
+        !self.inputs.is_empty() && self.inputs.iter().all(lead) && self.outputs.iter().all(lead)
+    }
+}
+
+/// A loaded model, ready to run. Implementations must be cheap to call from
+/// several threads at once.
+pub trait Model: Send + Sync + 'static {
+    /// The model's signature.
+    fn signature(&self) -> &Signature;
+
+    /// Runs the model. The server has already checked the inputs against the
+    /// signature: every required input is present, in signature order (an
+    /// absent optional input is left out), with the declared datatype and a
+    /// fitting shape. Returns outputs in signature order.
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error>;
+}
+
+/// Settings handed to a runtime when it loads a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadContext {
+    /// Compute threads the runtime may use inside one inference (0: runtime default).
+    pub intra_op_threads: usize,
+    /// Number of inferences that may run at once on this model.
+    pub concurrency: usize,
+    /// The per-model configuration (from `model.yaml` and the command line).
+    pub config: ModelConfig,
+}
+
+/// A model format: it recognises a folder and loads models from it.
+pub trait Runtime: Send + Sync + 'static {
+    /// Format name used by `--model_format` and `model.yaml` (`onnx`, …).
+    fn format(&self) -> &'static str;
+
+    /// The model file this runtime would load from `dir`, if it recognises one.
+    fn detect(&self, dir: &Path) -> Option<String>;
+
+    /// Loads the model in `dir`.
+    fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error>;
+}

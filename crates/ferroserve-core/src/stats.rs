@@ -1,0 +1,138 @@
+//! Per-model-version inference statistics, in the shape of Triton's
+//! statistics extension (counts and cumulative nanoseconds).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+/// A cumulative count and duration.
+#[derive(Debug, Default)]
+pub struct Duration64 {
+    count: AtomicU64,
+    ns: AtomicU64,
+}
+
+impl Duration64 {
+    /// Adds one occurrence of `d`.
+    pub fn record(&self, d: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// `(count, total nanoseconds)`.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.ns.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Per-batch-size compute statistics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStat {
+    /// Executions with this batch size.
+    pub count: u64,
+    /// Nanoseconds preparing inputs.
+    pub input_ns: u64,
+    /// Nanoseconds running the model.
+    pub infer_ns: u64,
+    /// Nanoseconds extracting outputs.
+    pub output_ns: u64,
+}
+
+/// Statistics of one model version.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    /// Successful requests, end to end inside the server.
+    pub success: Duration64,
+    /// Failed requests.
+    pub fail: Duration64,
+    /// Time waiting for a compute slot.
+    pub queue: Duration64,
+    /// Time preparing inputs (validation, conversion).
+    pub compute_input: Duration64,
+    /// Time running the model.
+    pub compute_infer: Duration64,
+    /// Time extracting outputs.
+    pub compute_output: Duration64,
+    inference_count: AtomicU64,
+    execution_count: AtomicU64,
+    last_inference_ms: AtomicU64,
+    batches: Mutex<BTreeMap<u64, BatchStat>>,
+}
+
+/// A consistent copy of [`ModelStats`] for reporting.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StatsSnapshot {
+    /// Milliseconds since the epoch of the last inference (0: never).
+    pub last_inference_ms: u64,
+    /// Inferences (batch rows) done.
+    pub inference_count: u64,
+    /// Model executions done.
+    pub execution_count: u64,
+    /// `(count, ns)` of successful requests.
+    pub success: (u64, u64),
+    /// `(count, ns)` of failed requests.
+    pub fail: (u64, u64),
+    /// `(count, ns)` of queueing.
+    pub queue: (u64, u64),
+    /// `(count, ns)` of input preparation.
+    pub compute_input: (u64, u64),
+    /// `(count, ns)` of execution.
+    pub compute_infer: (u64, u64),
+    /// `(count, ns)` of output extraction.
+    pub compute_output: (u64, u64),
+    /// Per batch size.
+    pub batches: Vec<(u64, BatchStat)>,
+}
+
+impl ModelStats {
+    /// Records one model execution of `batch_size` rows.
+    pub fn record_execution(
+        &self,
+        batch_size: u64,
+        input: Duration,
+        infer: Duration,
+        output: Duration,
+    ) {
+        self.compute_input.record(input);
+        self.compute_infer.record(infer);
+        self.compute_output.record(output);
+        self.inference_count
+            .fetch_add(batch_size, Ordering::Relaxed);
+        self.execution_count.fetch_add(1, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_inference_ms.store(now_ms, Ordering::Relaxed);
+        let mut b = self.batches.lock();
+        let e = b.entry(batch_size).or_default();
+        e.count += 1;
+        e.input_ns += input.as_nanos() as u64;
+        e.infer_ns += infer.as_nanos() as u64;
+        e.output_ns += output.as_nanos() as u64;
+    }
+
+    /// Copies the current values.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            last_inference_ms: self.last_inference_ms.load(Ordering::Relaxed),
+            inference_count: self.inference_count.load(Ordering::Relaxed),
+            execution_count: self.execution_count.load(Ordering::Relaxed),
+            success: self.success.get(),
+            fail: self.fail.get(),
+            queue: self.queue.get(),
+            compute_input: self.compute_input.get(),
+            compute_infer: self.compute_infer.get(),
+            compute_output: self.compute_output.get(),
+            batches: self.batches.lock().iter().map(|(k, v)| (*k, *v)).collect(),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The front end of ferroserve: HTTP (axum: KServe v1, Open Inference
+//! Protocol v2 REST) and gRPC (tonic: v2 gRPC, health, reflection), sharing
+//! one model registry, with graceful shutdown.
+
+pub mod documents;
+pub mod grpc;
+pub mod http;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use ferroserve_core::Registry;
+use ferroserve_protocol::grpc::{pb, FILE_DESCRIPTOR_SET};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use state::AppState;
+
+/// Errors starting or running the servers.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(tonic::transport::Error),
+    /// Building the reflection service failed.
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to bind (e.g. `0.0.0.0`).
+    pub host: String,
+    /// HTTP port (0: any free port).
+    pub http_port: u16,
+    /// gRPC port (0: any free port); `None` disables gRPC.
+    pub grpc_port: Option<u16>,
+    /// Largest request body or gRPC message accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+/// The bound servers, before they run.
+pub struct Bound {
+    /// Address the HTTP server listens on.
+    pub http_addr: SocketAddr,
+    /// Address the gRPC server listens on.
+    pub grpc_addr: Option<SocketAddr>,
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    options: ServerOptions,
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Opens the listening sockets.
+pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
+    let http = bind(&options.host, options.http_port).await?;
+    let grpc = match options.grpc_port {
+        Some(p) => Some(bind(&options.host, p).await?),
+        None => None,
+    };
+    let local = |l: &TcpListener| {
+        l.local_addr().map_err(|source| ServerError::Bind {
+            addr: options.host.clone(),
+            source,
+        })
+    };
+    Ok(Bound {
+        http_addr: local(&http)?,
+        grpc_addr: grpc.as_ref().map(local).transpose()?,
+        http,
+        grpc,
+        options,
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` completes (the caller marks the registry ready
+    /// once its models have loaded), then stops accepting, marks the server
+    /// not ready, and waits up to the drain timeout for in-flight
+    /// requests.
+    pub async fn run(
+        self,
+        registry: Arc<Registry>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = AppState {
+            registry: Arc::clone(&registry),
+            max_body_bytes: self.options.max_body_bytes,
+        };
+        let drain = self.options.drain_timeout;
+
+        let http_listener = self.http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let mut rx = stop_rx.clone();
+        let http =
+            axum::serve(http_listener, http::router(state)).with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+        let http_task = tokio::spawn(async move { http.await.map_err(ServerError::Http) });
+
+        let grpc_task = match self.grpc {
+            Some(listener) => {
+                let (health, health_svc) = tonic_health::server::health_reporter();
+                health
+                    .set_serving::<pb::grpc_inference_service_server::GrpcInferenceServiceServer<
+                        grpc::InferenceService,
+                    >>()
+                    .await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                let reflection = tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .build_v1()
+                    .map_err(|e| ServerError::Reflection(e.to_string()))?;
+                let reflection_alpha = tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .build_v1alpha()
+                    .map_err(|e| ServerError::Reflection(e.to_string()))?;
+                let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
+                    grpc::InferenceService::new(Arc::clone(&registry)),
+                )
+                .max_decoding_message_size(self.options.max_body_bytes)
+                .max_encoding_message_size(usize::MAX);
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let mut rx = stop_rx.clone();
+                let router = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(health_svc)
+                    .add_service(reflection)
+                    .add_service(reflection_alpha)
+                    .add_service(svc);
+                let health_on_stop = health.clone();
+                Some(tokio::spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                            health_on_stop
+                                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                                .await;
+                        })
+                        .await
+                        .map_err(ServerError::Grpc)
+                }))
+            }
+            None => None,
+        };
+
+        shutdown.await;
+        tracing::info!(
+            drain_secs = drain.as_secs_f64(),
+            "shutting down: draining in-flight requests"
+        );
+        registry.set_ready(false);
+        let _ = stop_tx.send(true);
+        let wait_all = async {
+            let h = http_task.await;
+            let g = match grpc_task {
+                Some(t) => Some(t.await),
+                None => None,
+            };
+            (h, g)
+        };
+        match tokio::time::timeout(drain, wait_all).await {
+            Ok((h, g)) => {
+                if let Ok(Err(e)) = h {
+                    return Err(e);
+                }
+                if let Some(Ok(Err(e))) = g {
+                    return Err(e);
+                }
+                tracing::info!("shutdown complete");
+            }
+            Err(_) => {
+                tracing::warn!("drain timeout reached; exiting with requests still in flight")
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! State shared by every handler of both front ends.
+
+use std::sync::Arc;
+
+use ferroserve_core::Registry;
+
+/// Extensions of the Open Inference Protocol (and Triton's) this server implements.
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "parameters",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+];
+
+/// Server name reported in the server metadata.
+pub const SERVER_NAME: &str = "ferroserve";
+
+/// Server version reported in the server metadata.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The model registry.
+    pub registry: Arc<Registry>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,155 @@
+//! Command line of the `ferroserve` binary. Flags follow KServe's runtime
+//! contract (`--model_dir`, `--model_name`, `--http_port`, …); every flag
+//! also accepts its kebab-case spelling and an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ferroserve: one small binary that serves trained models over KServe v1
+/// and the Open Inference Protocol v2 (REST and gRPC).
+#[derive(Debug, Parser)]
+#[command(name = "ferroserve", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve models from folders.
+    Serve(ServeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// ONNX engine choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnnxEngine {
+    /// ONNX Runtime when its library is found, else tract.
+    Auto,
+    /// ONNX Runtime (library from ORT_DYLIB_PATH or an installed onnxruntime Python package).
+    Ort,
+    /// tract, pure Rust.
+    Tract,
+}
+
+/// Flags of `ferroserve serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A folder holding one model (repeatable). Its name defaults to the folder name.
+    #[arg(
+        long = "model_dir",
+        visible_alias = "model-dir",
+        env = "FERROSERVE_MODEL_DIR",
+        value_delimiter = ','
+    )]
+    pub model_dir: Vec<PathBuf>,
+
+    /// Name of the model in --model_dir (repeatable, paired with --model_dir in order).
+    #[arg(
+        long = "model_name",
+        visible_alias = "model-name",
+        env = "FERROSERVE_MODEL_NAME",
+        value_delimiter = ','
+    )]
+    pub model_name: Vec<String>,
+
+    /// A folder with one subfolder per model, each with optional numeric version subfolders (repeatable).
+    #[arg(long = "model_repository", visible_aliases = ["model-repository", "model_store", "model-store"], env = "FERROSERVE_MODEL_REPOSITORY", value_delimiter = ',')]
+    pub model_repository: Vec<PathBuf>,
+
+    /// Force the model format instead of detecting it from the files (e.g. `onnx`).
+    #[arg(
+        long = "model_format",
+        visible_alias = "model-format",
+        env = "FERROSERVE_MODEL_FORMAT"
+    )]
+    pub model_format: Option<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "FERROSERVE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// HTTP port (KServe v1 and Open Inference Protocol v2 REST). 0 picks a free port.
+    #[arg(
+        long = "http_port",
+        visible_alias = "http-port",
+        env = "FERROSERVE_HTTP_PORT",
+        default_value_t = 8080
+    )]
+    pub http_port: u16,
+
+    /// gRPC port (Open Inference Protocol v2 gRPC, health, reflection). 0 picks a free port.
+    #[arg(
+        long = "grpc_port",
+        visible_alias = "grpc-port",
+        env = "FERROSERVE_GRPC_PORT",
+        default_value_t = 8081
+    )]
+    pub grpc_port: u16,
+
+    /// Disable the gRPC server.
+    #[arg(
+        long = "no_grpc",
+        visible_alias = "no-grpc",
+        env = "FERROSERVE_NO_GRPC"
+    )]
+    pub no_grpc: bool,
+
+    /// Compute threads running inferences (0: one per CPU core).
+    #[arg(
+        long,
+        visible_alias = "threads",
+        env = "FERROSERVE_WORKERS",
+        default_value_t = 0
+    )]
+    pub workers: usize,
+
+    /// Threads one inference may use inside the engine (0: engine default).
+    #[arg(
+        long = "intra_op_threads",
+        visible_alias = "intra-op-threads",
+        env = "FERROSERVE_INTRA_OP_THREADS",
+        default_value_t = 0
+    )]
+    pub intra_op_threads: usize,
+
+    /// Log format.
+    #[arg(long = "log_format", visible_alias = "log-format", env = "FERROSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// ONNX engine for models that do not choose one in model.yaml.
+    #[arg(long = "onnx_engine", visible_alias = "onnx-engine", env = "FERROSERVE_ONNX_ENGINE", value_enum, default_value_t = OnnxEngine::Auto)]
+    pub onnx_engine: OnnxEngine,
+
+    /// Largest request body (HTTP) or message (gRPC) accepted, in bytes.
+    #[arg(long = "max_request_bytes", visible_alias = "max-request-bytes", env = "FERROSERVE_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Largest batch (dimension 0) for batchable models without `max_batch_size` in model.yaml.
+    #[arg(
+        long = "max_batch_size",
+        visible_alias = "max-batch-size",
+        env = "FERROSERVE_MAX_BATCH_SIZE"
+    )]
+    pub max_batch_size: Option<u32>,
+
+    /// Seconds shutdown (and model unload) waits for in-flight requests.
+    #[arg(
+        long = "drain_timeout",
+        visible_alias = "drain-timeout",
+        env = "FERROSERVE_DRAIN_TIMEOUT",
+        default_value_t = 30.0
+    )]
+    pub drain_timeout: f64,
+}

@@ -1,0 +1,192 @@
+//! The `ferroserve` binary: parses the command line, registers the model
+//! runtimes, loads the models and runs the HTTP and gRPC servers.
+
+mod cli;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ferroserve_core::{Registry, RegistryOptions, Runtime};
+use ferroserve_server::ServerOptions;
+
+use cli::{Cli, Command, LogFormat, OnnxEngine, ServeArgs};
+
+/// The one place that names the engines: every runtime this binary serves.
+fn runtimes() -> Vec<Arc<dyn Runtime>> {
+    vec![Arc::new(ferroserve_runtime_onnx::OnnxRuntime::default())]
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn model_name_of(dir: &Path) -> anyhow::Result<String> {
+    let canonical = dir
+        .canonicalize()
+        .with_context(|| format!("model folder {} does not exist", dir.display()))?;
+    canonical
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .context("cannot derive a model name from the folder; pass --model_name")
+}
+
+fn registry_options(args: &ServeArgs) -> anyhow::Result<RegistryOptions> {
+    if args.model_dir.is_empty() && args.model_repository.is_empty() {
+        bail!("nothing to serve: pass --model_dir DIR or --model_repository DIR");
+    }
+    if args.model_name.len() > args.model_dir.len() {
+        bail!("more --model_name values than --model_dir values");
+    }
+    let mut explicit = Vec::new();
+    for (i, dir) in args.model_dir.iter().enumerate() {
+        let name = match args.model_name.get(i) {
+            Some(n) => n.clone(),
+            None => model_name_of(dir)?,
+        };
+        if !dir.is_dir() {
+            bail!("--model_dir {} is not a folder", dir.display());
+        }
+        if explicit.iter().any(|(n, _): &(String, _)| *n == name) {
+            bail!("model name '{name}' given twice");
+        }
+        explicit.push((name, dir.clone()));
+    }
+    for repo in &args.model_repository {
+        if !repo.is_dir() {
+            bail!("--model_repository {} is not a folder", repo.display());
+        }
+    }
+    let mut default_parameters = BTreeMap::new();
+    let engine = match args.onnx_engine {
+        OnnxEngine::Auto => "auto",
+        OnnxEngine::Ort => "ort",
+        OnnxEngine::Tract => "tract",
+    };
+    default_parameters.insert("engine".to_string(), engine.to_string());
+    Ok(RegistryOptions {
+        repositories: args.model_repository.clone(),
+        explicit,
+        format_override: args.model_format.clone(),
+        default_max_batch_size: args.max_batch_size,
+        intra_op_threads: args.intra_op_threads,
+        concurrency: if args.workers == 0 {
+            num_cpus()
+        } else {
+            args.workers
+        },
+        default_parameters,
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+    })
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let registry = Arc::new(Registry::new(registry_options(&args)?, runtimes()));
+    let bound = ferroserve_server::bind_all(ServerOptions {
+        host: args.host.clone(),
+        http_port: args.http_port,
+        grpc_port: (!args.no_grpc).then_some(args.grpc_port),
+        max_body_bytes: args.max_request_bytes,
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+    })
+    .await?;
+    let http_addr = bound.http_addr;
+    let grpc_addr = bound.grpc_addr;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bound.run(Arc::clone(&registry), async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stop_rx => {}
+        }
+    }));
+    if let Err(e) = registry.load_startup_models().await {
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        return Err(e.into());
+    }
+    registry.set_ready(true);
+    tracing::info!(
+        http = %http_addr,
+        grpc = %grpc_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        models = registry.loaded().len(),
+        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        "ferroserve ready"
+    );
+    server.await.context("server task failed")??;
+    drop(stop_tx);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let workers = if args.workers == 0 {
+                num_cpus()
+            } else {
+                args.workers
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(workers.max(1) + 4)
+                .build();
+            let runtime = match runtime {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: Rust unit/integration tests, then the black-box
+# tests that start the real binary and drive it with real clients.
+# Works on a fresh machine: it makes its own Python venv for the clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/ferroserve-target}"
+VENV="${FERROSERVE_TEST_VENV:-/tmp/ferroserve-test-venv}"
+
+echo "== python test clients ($VENV)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+# The ONNX Runtime library from the onnxruntime wheel, for the `ort` engine.
+ORT_DYLIB_PATH="$("$VENV/bin/python" - <<'PY'
+import glob, os, onnxruntime
+libs = sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))
+print(libs[0] if libs else "")
+PY
+)"
+export ORT_DYLIB_PATH
+export FERROSERVE_REQUIRE_ORT=1
+echo "   ORT_DYLIB_PATH=$ORT_DYLIB_PATH"
+
+echo "== cargo build (release)"
+cargo build --release --locked --workspace
+echo "== cargo test"
+cargo test --release --locked --workspace
+
+echo "== black-box tests"
+export FERROSERVE_BIN="$CARGO_TARGET_DIR/release/ferroserve"
+"$VENV/bin/python" -m pytest tests/python -q -ra "$@"
