@@ -80,7 +80,7 @@ def test_sigterm_drains_in_flight_and_exits_zero(tmp_path):
     d = tmp_path / "cnn"
     d.mkdir()
     shutil.copy(FIXTURES / "cnn" / "model.onnx", d / "model.onnx")
-    s = Server(["--model_dir", str(d), "--onnx_engine", "tract"])
+    s = Server(["--model_dir", str(d), "--onnx_engine", "tract", "--max_batch_size", "100000"])
     n = 40000
     body = json.dumps({"inputs": [{"name": "image", "shape": [n, 1, 8, 8], "datatype": "FP32",
                                    "data": [0.25] * (n * 64)}]})

@@ -74,7 +74,8 @@ def test_fixture_parity(engine_server, fixture):
     worst = 0.0
     for o in exp["outputs"]:
         if o["datatype"] == "BF16":
-            got = np.array(next(x for x in res.get_response()["outputs"] if x["name"] == o["name"])["data"])
+            entry = next(x for x in res.get_response()["outputs"] if x["name"] == o["name"])
+            got = np.array(entry["data"]).reshape(entry["shape"])
         else:
             got = res.as_numpy(o["name"])
         assert got is not None, o["name"]

@@ -21,7 +21,7 @@ GOOD = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32",
 @pytest.fixture()
 def repo_server(tmp_path):
     repo = make_repository(tmp_path / "repo", {"simple": "add_sub", "other": "add_sub", "cnn": "cnn"})
-    s = Server(["--model_repository", str(repo), "--onnx_engine", "tract"])
+    s = Server(["--model_repository", str(repo), "--onnx_engine", "tract", "--max_batch_size", "100000"])
     s.repo = repo
     yield s
     s.stop()

@@ -28,6 +28,25 @@ pub fn status_of(e: Error) -> Status {
     }
 }
 
+/// tonic answers a message over `max_decoding_message_size` with
+/// OUT_OF_RANGE; gRPC's convention (and grpc-core's behaviour) is
+/// RESOURCE_EXHAUSTED. The error is a trailers-only response, so the status
+/// sits in the headers and can be rewritten here.
+pub fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let h = resp.headers_mut();
+    let out_of_range = h.get("grpc-status").is_some_and(|v| v == "11");
+    let oversize = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        });
+    if out_of_range && oversize {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
+
 /// Implementation of `inference.GRPCInferenceService`.
 #[derive(Clone)]
 pub struct InferenceService {

@@ -158,6 +158,9 @@ impl Bound {
                 let mut rx = stop_rx.clone();
                 let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
+                    .layer(tower::util::MapResponseLayer::new(
+                        grpc::oversize_is_resource_exhausted,
+                    ))
                     .add_service(health_svc)
                     .add_service(reflection)
                     .add_service(reflection_alpha)
