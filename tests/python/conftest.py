@@ -103,6 +103,30 @@ class Server:
         return self.proc.returncode
 
 
+def slow_cnn_request(server, model="cnn", n=40000):
+    """Starts a large CNN request in a thread and returns once the server has
+    it in flight (its queue statistic moved). Returns (thread, result dict)."""
+    import requests
+    body = json.dumps({"inputs": [{"name": "image", "shape": [n, 1, 8, 8], "datatype": "FP32",
+                                   "data": [0.5] * (n * 64)}]})
+    result = {}
+
+    def run():
+        r = requests.post(f"{server.url}/v2/models/{model}/infer", data=body)
+        result["status"] = r.status_code
+        result["done"] = time.monotonic()
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        st = requests.get(f"{server.url}/v2/models/{model}/stats").json()["model_stats"][0]
+        if st["inference_stats"]["queue"]["count"] > 0:
+            break
+        time.sleep(0.005)
+    return t, result
+
+
 def make_repository(dest: Path, models: dict, engine=None):
     """Copies fixture models into a Triton-style repository:
     dest/<name>/<version>/model.onnx. `models` maps name -> fixture name."""

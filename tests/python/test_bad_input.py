@@ -4,14 +4,13 @@ keeps serving and its memory does not grow."""
 import json
 import struct
 
-import grpc
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import EXAMPLES, Server, make_repository
+from conftest import Server, make_repository
 
 GOOD = {"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": list(range(16))}
                    for n in ("INPUT0", "INPUT1")]}

@@ -1,15 +1,12 @@
 """Command line, start-up errors, start-up time, and graceful shutdown."""
 
-import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 
 import requests
 
-from conftest import EXAMPLES, FIXTURES, Server, binary
+from conftest import EXAMPLES, FIXTURES, Server, binary, slow_cnn_request
 
 
 def run_fail(args, env=None):
@@ -81,22 +78,7 @@ def test_sigterm_drains_in_flight_and_exits_zero(tmp_path):
     d.mkdir()
     shutil.copy(FIXTURES / "cnn" / "model.onnx", d / "model.onnx")
     s = Server(["--model_dir", str(d), "--onnx_engine", "tract", "--max_batch_size", "100000"])
-    n = 40000
-    body = json.dumps({"inputs": [{"name": "image", "shape": [n, 1, 8, 8], "datatype": "FP32",
-                                   "data": [0.25] * (n * 64)}]})
-    result = {}
-
-    def slow():
-        result["status"] = requests.post(s.url + "/v2/models/cnn/infer", data=body).status_code
-
-    t = threading.Thread(target=slow)
-    t.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        st = requests.get(s.url + "/v2/models/cnn/stats").json()["model_stats"][0]
-        if st["inference_stats"]["queue"]["count"] > 0:
-            break
-        time.sleep(0.005)
+    t, result = slow_cnn_request(s)
     code = s.stop()
     t.join()
     assert code == 0

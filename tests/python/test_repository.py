@@ -6,13 +6,12 @@ import shutil
 import threading
 import time
 
-import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from conftest import FIXTURES, Server, make_repository
+from conftest import FIXTURES, Server, make_repository, slow_cnn_request
 
 GOOD = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": list(range(16))}
                               for n in ("INPUT0", "INPUT1")]})
@@ -111,25 +110,7 @@ def test_failed_reload_keeps_old_version(repo_server):
 
 def test_unload_waits_for_in_flight(repo_server):
     s = repo_server
-    n = 40000
-    body = json.dumps({"inputs": [{"name": "image", "shape": [n, 1, 8, 8], "datatype": "FP32",
-                                   "data": [0.5] * (n * 64)}]})
-    result = {}
-
-    def slow():
-        r = requests.post(s.url + "/v2/models/cnn/infer", data=body)
-        result["status"] = r.status_code
-        result["done"] = time.monotonic()
-
-    t = threading.Thread(target=slow)
-    t.start()
-    # wait until the request is inside the server
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        st = requests.get(s.url + "/v2/models/cnn/stats").json()["model_stats"][0]
-        if st["inference_stats"]["queue"]["count"] > 0:
-            break
-        time.sleep(0.005)
+    t, result = slow_cnn_request(s)
     r = requests.post(s.url + "/v2/repository/models/cnn/unload")
     unloaded = time.monotonic()
     t.join()

@@ -1,6 +1,7 @@
 //! The error type of the serving core. Each protocol maps its variants onto
 //! status codes in exactly one place.
 
+use crate::datatype::UnknownDataType;
 use crate::tensor::TensorError;
 
 /// What went wrong while serving a request or managing models.
@@ -57,6 +58,12 @@ impl Error {
 
 impl From<TensorError> for Error {
     fn from(e: TensorError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<UnknownDataType> for Error {
+    fn from(e: UnknownDataType) -> Self {
         Error::InvalidArgument(e.to_string())
     }
 }

@@ -53,6 +53,10 @@ fn ort_ready(what: &str) -> bool {
     match OnnxRuntime::new().ort_available() {
         Ok(()) => true,
         Err(why) => {
+            assert!(
+                std::env::var_os("FERROSERVE_REQUIRE_ORT").is_none(),
+                "FERROSERVE_REQUIRE_ORT is set but ONNX Runtime is not available: {why}"
+            );
             eprintln!(
                 "\n!!!!! SKIPPING ort engine case(s) of {what}: ONNX Runtime is not available ({why}).\n\
                  !!!!! Set ORT_DYLIB_PATH=/path/to/libonnxruntime.so.1.x to run them.\n"
