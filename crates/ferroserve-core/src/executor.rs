@@ -25,7 +25,7 @@ pub fn validate_inputs(model: &ServedModel, inputs: Vec<Tensor>) -> Result<Vec<T
             )));
         };
         let spec = &sig.inputs[idx];
-        if t.datatype != spec.datatype {
+        if !spec.accepts_datatype(t.datatype) {
             return Err(Error::invalid(format!(
                 "input '{}' has datatype {}, model '{}' expects {}",
                 t.name, t.datatype, model.name, spec.datatype
@@ -104,7 +104,10 @@ pub fn run_blocking(model: &ServedModel, req: InferRequest) -> Result<InferRespo
     let t1 = Instant::now();
     let mut outputs = model.model.infer(inputs)?;
     let t2 = Instant::now();
-    if !req.outputs.is_empty() {
+    if req.outputs.is_empty() {
+        let sig = model.signature();
+        outputs.retain(|t| !sig.outputs.iter().any(|s| s.optional && s.name == t.name));
+    } else {
         let mut selected = Vec::with_capacity(req.outputs.len());
         for r in &req.outputs {
             let pos = outputs

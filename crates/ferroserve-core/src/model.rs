@@ -17,8 +17,13 @@ pub struct TensorSpec {
     pub datatype: DataType,
     /// Shape with `-1` for dynamic dimensions.
     pub shape: Vec<i64>,
-    /// Whether the input may be left out.
+    /// For an input: whether it may be left out. For an output: whether it
+    /// is returned only when a request asks for it by name (e.g. a raw
+    /// margin beside the default prediction).
     pub optional: bool,
+    /// For an input: other datatypes the runtime accepts (and converts
+    /// itself), e.g. FP64 features for a model declared FP32.
+    pub alt_datatypes: Vec<DataType>,
 }
 
 impl TensorSpec {
@@ -29,7 +34,13 @@ impl TensorSpec {
             datatype,
             shape,
             optional: false,
+            alt_datatypes: Vec::new(),
         }
+    }
+
+    /// True when an input of datatype `dt` is acceptable for this spec.
+    pub fn accepts_datatype(&self, dt: DataType) -> bool {
+        self.datatype == dt || self.alt_datatypes.contains(&dt)
     }
 
     /// True when `shape` fits this spec (same rank, fixed dims equal).
@@ -75,8 +86,9 @@ pub trait Model: Send + Sync + 'static {
 
     /// Runs the model. The server has already checked the inputs against the
     /// signature: every required input is present, in signature order (an
-    /// absent optional input is left out), with the declared datatype and a
-    /// fitting shape. Returns outputs in signature order.
+    /// absent optional input is left out), with the declared datatype (or one
+    /// of its `alt_datatypes`) and a fitting shape. Returns outputs in
+    /// signature order; the server drops those the request did not ask for.
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error>;
 }
 
