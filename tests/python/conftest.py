@@ -116,13 +116,15 @@ def slow_cnn_request(server, model="cnn", n=40000):
         result["status"] = r.status_code
         result["done"] = time.monotonic()
 
+    def queued():
+        st = requests.get(f"{server.url}/v2/models/{model}/stats").json()["model_stats"][0]
+        return st["inference_stats"]["queue"]["count"]
+
+    before = queued()
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        st = requests.get(f"{server.url}/v2/models/{model}/stats").json()["model_stats"][0]
-        if st["inference_stats"]["queue"]["count"] > 0:
-            break
+    while time.monotonic() < deadline and queued() == before:
         time.sleep(0.005)
     return t, result
 

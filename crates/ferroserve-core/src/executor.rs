@@ -88,40 +88,55 @@ pub fn validate_outputs(model: &ServedModel, req: &InferRequest) -> Result<(), E
     Ok(())
 }
 
+/// Keeps the outputs a request asked for, in its order, with its output
+/// parameters attached; with none asked for, every output that is not
+/// `optional` (on request only).
+pub fn select_outputs(
+    sig: &crate::model::Signature,
+    requested: &[crate::request::RequestedOutput],
+    mut outputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, Error> {
+    if requested.is_empty() {
+        outputs.retain(|t| !sig.outputs.iter().any(|s| s.optional && s.name == t.name));
+        return Ok(outputs);
+    }
+    let mut selected = Vec::with_capacity(requested.len());
+    for r in requested {
+        let pos = outputs
+            .iter()
+            .position(|t| t.name == r.name)
+            .ok_or_else(|| {
+                Error::internal(format!("runtime did not return output '{}'", r.name))
+            })?;
+        let mut t = outputs.swap_remove(pos);
+        t.parameters.extend(r.parameters.clone());
+        selected.push(t);
+    }
+    Ok(selected)
+}
+
+/// Rows (dimension 0) of a validated request for a batching model, else 1.
+pub fn batch_rows(model: &ServedModel, inputs: &[Tensor]) -> usize {
+    if model.max_batch_size > 0 {
+        inputs
+            .first()
+            .and_then(|t| t.shape.first().copied())
+            .unwrap_or(1)
+    } else {
+        1
+    }
+}
+
 /// Runs `req` on `model` synchronously (call from a compute thread).
 pub fn run_blocking(model: &ServedModel, req: InferRequest) -> Result<InferResponse, Error> {
     let t0 = Instant::now();
     validate_outputs(model, &req)?;
     let inputs = validate_inputs(model, req.inputs)?;
-    let batch = if model.max_batch_size > 0 {
-        inputs
-            .first()
-            .and_then(|t| t.shape.first().copied())
-            .unwrap_or(1) as u64
-    } else {
-        1
-    };
+    let batch = batch_rows(model, &inputs) as u64;
     let t1 = Instant::now();
-    let mut outputs = model.model.infer(inputs)?;
+    let outputs = model.model.infer(inputs)?;
     let t2 = Instant::now();
-    if req.outputs.is_empty() {
-        let sig = model.signature();
-        outputs.retain(|t| !sig.outputs.iter().any(|s| s.optional && s.name == t.name));
-    } else {
-        let mut selected = Vec::with_capacity(req.outputs.len());
-        for r in &req.outputs {
-            let pos = outputs
-                .iter()
-                .position(|t| t.name == r.name)
-                .ok_or_else(|| {
-                    Error::internal(format!("runtime did not return output '{}'", r.name))
-                })?;
-            let mut t = outputs.swap_remove(pos);
-            t.parameters.extend(r.parameters.clone());
-            selected.push(t);
-        }
-        outputs = selected;
-    }
+    let outputs = select_outputs(model.signature(), &req.outputs, outputs)?;
     let t3 = Instant::now();
     model
         .stats
@@ -133,6 +148,18 @@ pub fn run_blocking(model: &ServedModel, req: InferRequest) -> Result<InferRespo
         parameters: Default::default(),
         outputs,
     })
+}
+
+async fn schedule(
+    model: &ServedModel,
+    scheduler: &Arc<crate::scheduler::Scheduler>,
+    mut req: InferRequest,
+) -> Result<InferResponse, Error> {
+    validate_outputs(model, &req)?;
+    let inputs = validate_inputs(model, std::mem::take(&mut req.inputs))?;
+    let rows = batch_rows(model, &inputs);
+    req.inputs = inputs;
+    scheduler.submit(req, rows).await
 }
 
 /// Average model execution below which a small request runs inline on the
@@ -156,7 +183,9 @@ fn runs_inline(model: &ServedModel, req: &InferRequest) -> bool {
 /// the blocking pool, never on the async threads.
 pub async fn infer(model: Arc<ServedModel>, req: InferRequest) -> Result<InferResponse, Error> {
     let start = Instant::now();
-    let result = if runs_inline(&model, &req) {
+    let result = if let Some(scheduler) = &model.scheduler {
+        schedule(&model, scheduler, req).await
+    } else if runs_inline(&model, &req) {
         model.stats.queue.record(start.elapsed());
         run_blocking(&model, req)
     } else {

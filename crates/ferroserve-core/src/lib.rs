@@ -8,8 +8,10 @@ pub mod error;
 pub mod executor;
 pub mod model;
 pub mod parameters;
+pub mod pbtxt;
 pub mod registry;
 pub mod request;
+pub mod scheduler;
 pub mod stats;
 pub mod tensor;
 

@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::model::{LoadContext, Model, Runtime, Signature};
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulingDefaults};
 use crate::stats::ModelStats;
 
 /// Largest batch accepted by batchable models without a configured limit.
@@ -41,7 +42,18 @@ pub struct ServedModel {
     /// Largest batch a request may carry (0: the model does not batch).
     pub max_batch_size: u32,
     /// Statistics of this version.
-    pub stats: ModelStats,
+    pub stats: Arc<ModelStats>,
+    /// The queue/batcher, when the model's configuration asks for one;
+    /// `None`: requests run directly.
+    pub scheduler: Option<Arc<Scheduler>>,
+}
+
+impl Drop for ServedModel {
+    fn drop(&mut self) {
+        if let Some(s) = &self.scheduler {
+            s.close();
+        }
+    }
 }
 
 impl ServedModel {
@@ -121,6 +133,8 @@ pub struct RegistryOptions {
     pub default_parameters: BTreeMap<String, String>,
     /// How long an unload waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Batching/concurrency defaults for models whose configuration is silent.
+    pub scheduling: SchedulingDefaults,
 }
 
 /// The registry of models. Cheap to share behind an `Arc`.
@@ -424,7 +438,8 @@ impl Registry {
                 Error::Load(m) => Error::Load(format!("{}: {m}", vdir.display())),
                 other => other,
             })?;
-            let max_batch_size = match config.max_batch_size {
+            let kserve_max = config.batcher.as_ref().and_then(|b| b.max_batch_size);
+            let max_batch_size = match config.max_batch_size.or(kserve_max) {
                 Some(n) => n,
                 None if model.signature().is_batchable() => self
                     .options
@@ -439,6 +454,20 @@ impl Registry {
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "model loaded"
             );
+            let stats = Arc::new(ModelStats::default());
+            let scheduler =
+                SchedulerConfig::resolve(&config, &self.options.scheduling, max_batch_size).map(
+                    |cfg| {
+                        tracing::info!(model = name, version, ?cfg, "scheduler");
+                        Arc::new(Scheduler::new(
+                            cfg,
+                            Arc::clone(&model),
+                            Arc::clone(&stats),
+                            name.to_string(),
+                            version.to_string(),
+                        ))
+                    },
+                );
             out.insert(
                 version,
                 Arc::new(ServedModel {
@@ -449,7 +478,8 @@ impl Registry {
                     model,
                     config: config.clone(),
                     max_batch_size,
-                    stats: ModelStats::default(),
+                    stats,
+                    scheduler,
                 }),
             );
         }

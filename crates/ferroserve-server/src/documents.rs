@@ -25,6 +25,69 @@ fn version_policy_json(m: &ServedModel) -> Value {
     }
 }
 
+fn instance_count(m: &ServedModel) -> u32 {
+    m.scheduler
+        .as_ref()
+        .map(|s| s.config().instances as u32)
+        .unwrap_or(1)
+}
+
+fn dynamic_batching_json(m: &ServedModel) -> Option<Value> {
+    let s = m.scheduler.as_ref()?;
+    let c = s.config();
+    if !c.merge {
+        return None;
+    }
+    Some(json!({
+        "preferred_batch_size": c.preferred,
+        "max_queue_delay_microseconds": c.max_delay.as_micros() as u64,
+        "preserve_ordering": c.preserve_ordering,
+        "priority_levels": if c.priority_levels > 1 { c.priority_levels } else { 0 },
+        "default_priority_level": if c.priority_levels > 1 { c.default_priority } else { 0 },
+        "default_queue_policy": {
+            "timeout_action": format!("{:?}", c.queue.timeout_action),
+            "default_timeout_microseconds": c.queue.default_timeout_microseconds,
+            "allow_timeout_override": c.queue.allow_timeout_override,
+            "max_queue_size": c.queue.max_queue_size,
+        },
+        "priority_queue_policy": {},
+    }))
+}
+
+fn dynamic_batching_pb(m: &ServedModel) -> Option<pb::model_config::SchedulingChoice> {
+    let s = m.scheduler.as_ref()?;
+    let c = s.config();
+    if !c.merge {
+        return None;
+    }
+    Some(pb::model_config::SchedulingChoice::DynamicBatching(
+        pb::ModelDynamicBatching {
+            preferred_batch_size: c.preferred.iter().map(|&p| p as i32).collect(),
+            max_queue_delay_microseconds: c.max_delay.as_micros() as u64,
+            preserve_ordering: c.preserve_ordering,
+            priority_levels: if c.priority_levels > 1 {
+                c.priority_levels as u64
+            } else {
+                0
+            },
+            default_priority_level: if c.priority_levels > 1 {
+                c.default_priority as u64
+            } else {
+                0
+            },
+            default_queue_policy: Some(pb::ModelQueuePolicy {
+                timeout_action: match c.queue.timeout_action {
+                    ferroserve_core::config::TimeoutAction::REJECT => 0,
+                    ferroserve_core::config::TimeoutAction::DELAY => 1,
+                },
+                default_timeout_microseconds: c.queue.default_timeout_microseconds,
+                allow_timeout_override: c.queue.allow_timeout_override,
+                max_queue_size: c.queue.max_queue_size,
+            }),
+        },
+    ))
+}
+
 /// Triton-style model configuration as JSON (`GET /v2/models/{m}/config`).
 pub fn config_json(m: &ServedModel) -> Value {
     let sig = m.signature();
@@ -57,7 +120,7 @@ pub fn config_json(m: &ServedModel) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "name": m.name,
         "platform": sig.platform,
         "backend": sig.backend,
@@ -71,7 +134,7 @@ pub fn config_json(m: &ServedModel) -> Value {
         "instance_group": [{
             "name": m.name,
             "kind": "KIND_CPU",
-            "count": 1,
+            "count": instance_count(m),
             "gpus": [],
             "secondary_devices": [],
             "profile": [],
@@ -86,7 +149,11 @@ pub fn config_json(m: &ServedModel) -> Value {
             .collect::<serde_json::Map<String, Value>>(),
         "model_warmup": [],
         "model_transaction_policy": {"decoupled": false},
-    })
+    });
+    if let Some(db) = dynamic_batching_json(m) {
+        doc["dynamic_batching"] = db;
+    }
+    doc
 }
 
 fn data_type_pb(dt: ferroserve_core::DataType) -> i32 {
@@ -150,10 +217,10 @@ pub fn config_pb(m: &ServedModel) -> pb::ModelConfig {
                 dims: config_dims(s, batched),
             })
             .collect(),
-        scheduling_choice: None,
+        scheduling_choice: dynamic_batching_pb(m),
         instance_group: vec![pb::ModelInstanceGroup {
             name: m.name.clone(),
-            count: 1,
+            count: instance_count(m) as i32,
             kind: pb::model_instance_group::Kind::Cpu as i32,
         }],
         default_model_filename: sig.model_file.clone(),

@@ -144,6 +144,67 @@ pub struct ServeArgs {
     )]
     pub max_batch_size: Option<u32>,
 
+    /// Turn on dynamic batching for every batchable model without its own
+    /// `dynamic_batching` (or KServe `batcher`) setting.
+    #[arg(
+        long = "dynamic_batching",
+        visible_alias = "dynamic-batching",
+        env = "FERROSERVE_DYNAMIC_BATCHING"
+    )]
+    pub dynamic_batching: bool,
+
+    /// Default dynamic batching: longest wait for a batch to fill, in microseconds.
+    #[arg(
+        long = "max_queue_delay_microseconds",
+        visible_alias = "max-queue-delay-microseconds",
+        env = "FERROSERVE_MAX_QUEUE_DELAY_MICROSECONDS",
+        default_value_t = 500
+    )]
+    pub max_queue_delay_microseconds: u64,
+
+    /// Default dynamic batching: preferred batch sizes (comma-separated).
+    #[arg(
+        long = "preferred_batch_size",
+        visible_alias = "preferred-batch-size",
+        env = "FERROSERVE_PREFERRED_BATCH_SIZE",
+        value_delimiter = ','
+    )]
+    pub preferred_batch_size: Vec<u32>,
+
+    /// Default dynamic batching: most waiting requests per model (0: unbounded); more get 429.
+    #[arg(
+        long = "max_queue_size",
+        visible_alias = "max-queue-size",
+        env = "FERROSERVE_MAX_QUEUE_SIZE",
+        default_value_t = 0
+    )]
+    pub max_queue_size: u32,
+
+    /// Default dynamic batching: queue timeout in microseconds (0: none); expired requests get 504.
+    #[arg(
+        long = "default_timeout_microseconds",
+        visible_alias = "default-timeout-microseconds",
+        env = "FERROSERVE_DEFAULT_TIMEOUT_MICROSECONDS",
+        default_value_t = 0
+    )]
+    pub default_timeout_microseconds: u64,
+
+    /// Default parallel executions per model (Triton's instance_group count).
+    #[arg(
+        long = "instance_count",
+        visible_alias = "instance-count",
+        env = "FERROSERVE_INSTANCE_COUNT"
+    )]
+    pub instance_count: Option<u32>,
+
+    /// Default most in-flight requests per model (KServe containerConcurrency); the rest queue.
+    #[arg(
+        long = "container_concurrency",
+        visible_alias = "container-concurrency",
+        env = "FERROSERVE_CONTAINER_CONCURRENCY"
+    )]
+    pub container_concurrency: Option<u32>,
+
     /// Seconds shutdown (and model unload) waits for in-flight requests.
     #[arg(
         long = "drain_timeout",

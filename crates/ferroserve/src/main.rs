@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use ferroserve_core::config::{DynamicBatching, QueuePolicy};
+use ferroserve_core::scheduler::SchedulingDefaults;
 use ferroserve_core::{Registry, RegistryOptions, Runtime};
 use ferroserve_server::ServerOptions;
 
@@ -90,6 +92,20 @@ fn registry_options(args: &ServeArgs) -> anyhow::Result<RegistryOptions> {
         },
         default_parameters,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+        scheduling: SchedulingDefaults {
+            dynamic_batching: args.dynamic_batching.then(|| DynamicBatching {
+                preferred_batch_size: args.preferred_batch_size.clone(),
+                max_queue_delay_microseconds: args.max_queue_delay_microseconds,
+                default_queue_policy: QueuePolicy {
+                    default_timeout_microseconds: args.default_timeout_microseconds,
+                    max_queue_size: args.max_queue_size,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            instance_count: args.instance_count,
+            container_concurrency: args.container_concurrency,
+        },
     })
 }
 
