@@ -33,3 +33,10 @@ cargo test --release --locked --workspace
 echo "== black-box tests"
 export FERROSERVE_BIN="$CARGO_TARGET_DIR/release/ferroserve"
 "$VENV/bin/python" -m pytest tests/python -q -ra "$@"
+
+echo "== black-box tests with the KServe SDK ($VENV-kserve)"
+if [ ! -x "$VENV-kserve/bin/python" ]; then
+  python3 -m venv "$VENV-kserve"
+fi
+"$VENV-kserve/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements-kserve.txt
+"$VENV-kserve/bin/python" -m pytest tests/python/test_kserve_sdk.py -q -ra
