@@ -43,6 +43,8 @@ pub struct ServedModel {
     pub max_batch_size: u32,
     /// Statistics of this version.
     pub stats: Arc<ModelStats>,
+    /// How long the runtime took to load this version.
+    pub load_duration: Duration,
     /// The queue/batcher, when the model's configuration asks for one;
     /// `None`: requests run directly.
     pub scheduler: Option<Arc<Scheduler>>,
@@ -479,6 +481,7 @@ impl Registry {
                     config: config.clone(),
                     max_batch_size,
                     stats,
+                    load_duration: started.elapsed(),
                     scheduler,
                 }),
             );

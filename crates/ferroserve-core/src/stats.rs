@@ -7,21 +7,37 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-/// A cumulative count and duration.
+/// Upper bounds (seconds) of the latency histogram buckets kept for every
+/// duration statistic (Prometheus' `le` labels; `+Inf` is implicit).
+pub const LATENCY_BUCKETS_S: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// A cumulative count and duration, with a latency histogram.
 #[derive(Debug, Default)]
 pub struct Duration64 {
     count: AtomicU64,
     ns: AtomicU64,
+    buckets: [AtomicU64; 17],
 }
 
 impl Duration64 {
     /// Adds one occurrence of `d`.
     pub fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.ns.fetch_add(
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.ns.fetch_add(ns, Ordering::Relaxed);
+        let secs = ns as f64 / 1e9;
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Non-cumulative counts per bucket of [`LATENCY_BUCKETS_S`] (values
+    /// above the last bound are only in the total count).
+    pub fn buckets(&self) -> [u64; 17] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
     }
 
     /// `(count, total nanoseconds)`.

@@ -5,6 +5,7 @@
 pub mod documents;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod state;
 
 use std::future::Future;
@@ -55,6 +56,10 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Record and serve Prometheus metrics.
+    pub metrics: bool,
+    /// Serve `/metrics` on this port too (0: any free port).
+    pub metrics_port: Option<u16>,
 }
 
 /// The bound servers, before they run.
@@ -63,8 +68,11 @@ pub struct Bound {
     pub http_addr: SocketAddr,
     /// Address the gRPC server listens on.
     pub grpc_addr: Option<SocketAddr>,
+    /// Address of the separate metrics listener.
+    pub metrics_addr: Option<SocketAddr>,
     http: TcpListener,
     grpc: Option<TcpListener>,
+    metrics: Option<TcpListener>,
     options: ServerOptions,
 }
 
@@ -86,6 +94,10 @@ pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
         Some(p) => Some(bind(&options.host, p).await?),
         None => None,
     };
+    let metrics = match options.metrics_port.filter(|_| options.metrics) {
+        Some(p) => Some(bind(&options.host, p).await?),
+        None => None,
+    };
     let local = |l: &TcpListener| {
         l.local_addr().map_err(|source| ServerError::Bind {
             addr: options.host.clone(),
@@ -95,8 +107,10 @@ pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
     Ok(Bound {
         http_addr: local(&http)?,
         grpc_addr: grpc.as_ref().map(local).transpose()?,
+        metrics_addr: metrics.as_ref().map(local).transpose()?,
         http,
         grpc,
+        metrics,
         options,
     })
 }
@@ -112,10 +126,27 @@ impl Bound {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics = self
+            .options
+            .metrics
+            .then(|| Arc::new(metrics::Metrics::default()));
         let state = AppState {
             registry: Arc::clone(&registry),
             max_body_bytes: self.options.max_body_bytes,
+            metrics: metrics.clone(),
+            started: std::time::Instant::now(),
         };
+        if let Some(listener) = self.metrics {
+            let mut rx = stop_rx.clone();
+            let app = http::metrics_router(state.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
         let drain = self.options.drain_timeout;
 
         let http_listener = self.http.tap_io(|tcp| {
@@ -156,8 +187,10 @@ impl Bound {
                 .max_encoding_message_size(usize::MAX);
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let mut rx = stop_rx.clone();
+                let grpc_metrics = metrics.clone().map(metrics::GrpcMetricsLayer);
                 let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
+                    .layer(tower::util::option_layer(grpc_metrics))
                     .layer(tower::util::MapResponseLayer::new(
                         grpc::oversize_is_resource_exhausted,
                     ))

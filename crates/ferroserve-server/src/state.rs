@@ -26,4 +26,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Request metrics; `None` when metrics are off.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// When the server started (for uptime).
+    pub started: std::time::Instant,
 }

@@ -205,6 +205,18 @@ pub struct ServeArgs {
     )]
     pub container_concurrency: Option<u32>,
 
+    /// Record request metrics and serve them at /metrics (Prometheus text format).
+    #[arg(long, env = "FERROSERVE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
+    /// Also serve /metrics on this port (0: any free port).
+    #[arg(
+        long = "metrics_port",
+        visible_alias = "metrics-port",
+        env = "FERROSERVE_METRICS_PORT"
+    )]
+    pub metrics_port: Option<u16>,
+
     /// Seconds shutdown (and model unload) waits for in-flight requests.
     #[arg(
         long = "drain_timeout",

@@ -20,7 +20,11 @@ use cli::{Cli, Command, LogFormat, OnnxEngine, ServeArgs};
 
 /// The one place that names the engines: every runtime this binary serves.
 fn runtimes() -> Vec<Arc<dyn Runtime>> {
-    vec![Arc::new(ferroserve_runtime_onnx::OnnxRuntime::default())]
+    vec![
+        Arc::new(ferroserve_runtime_onnx::OnnxRuntime::default()),
+        Arc::new(ferroserve_runtime_xgboost::XgboostRuntime::new()),
+        Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
+    ]
 }
 
 fn init_logging(format: LogFormat) {
@@ -145,10 +149,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grpc_port: (!args.no_grpc).then_some(args.grpc_port),
         max_body_bytes: args.max_request_bytes,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+        metrics: args.metrics,
+        metrics_port: args.metrics_port,
     })
     .await?;
     let http_addr = bound.http_addr;
     let grpc_addr = bound.grpc_addr;
+    let metrics_addr = bound.metrics_addr;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(bound.run(Arc::clone(&registry), async move {
         tokio::select! {
@@ -165,6 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         http = %http_addr,
         grpc = %grpc_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        metrics = %metrics_addr.map(|a| a.to_string()).unwrap_or_else(|| "http".into()),
         models = registry.loaded().len(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ferroserve ready"

@@ -6,14 +6,73 @@ mod repository;
 mod v1;
 mod v2;
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::metrics::Metrics;
 use crate::state::AppState;
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(m) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            crate::metrics::render(&st.registry, m, st.started),
+        )
+            .into_response(),
+        None => error::ApiError(ferroserve_core::Error::NotFound(
+            "metrics are off (--metrics=false)".into(),
+        ))
+        .into_response(),
+    }
+}
+
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match *m {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
+        Some(p) => Arc::from(p.as_str()),
+        None => Arc::from("unmatched"),
+    };
+    let method = method_label(req.method());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    m.http
+        .record(route, method, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// A router serving only `/metrics` (for `--metrics_port`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
 
 /// Builds the HTTP router with every REST endpoint.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let tracked = state.metrics.clone();
+    let router = Router::new()
+        .route("/metrics", get(metrics))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2", get(v2::server_metadata))
@@ -41,5 +100,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(v1::list))
         .route("/v1/models/{m}", get(v1::status).post(v1::verb))
         .fallback(v2::not_found)
-        .with_state(state)
+        .with_state(state);
+    match tracked {
+        Some(m) => router.layer(axum::middleware::from_fn_with_state(m, track)),
+        None => router,
+    }
 }
