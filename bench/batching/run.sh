@@ -45,7 +45,7 @@ for _ in $(seq 100); do curl -sf localhost:18180/v2/health/ready >/dev/null && b
 for model in mlp_plain mlp_batched; do
   for c in 1 8 32 64; do
     "$PA" -m "$model" -u 127.0.0.1:18181 -i grpc --concurrency-range "$c:$c" \
-      --measurement-interval "$INTERVAL_MS" --stability-percentage 50 --max-trials 6 --percentile 99 -f "$WORK/$model-c$c.csv" > "$WORK/$model-c$c.txt" 2>&1 \
+      --measurement-interval "$INTERVAL_MS" --stability-percentage 999 --max-trials 3 --percentile 99 -f "$WORK/$model-c$c.csv" > "$WORK/$model-c$c.txt" 2>&1 \
       || { echo "perf_analyzer failed for $model c=$c"; cat "$WORK/$model-c$c.txt"; exit 1; }
   done
 done

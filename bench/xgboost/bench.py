@@ -115,8 +115,9 @@ def main():
         "build). The batch-1 `Model::infer` column includes building the FP32 input tensor and both output",
         "tensors, as the server calls it. Predictions are bit-identical (checked on the first rows).",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores (shared); {args.seconds:g} s per measurement. "
-        "Regenerate: `bench/xgboost/run.sh`.",
+        f"Machine: {cpu}, {os.cpu_count()} cores, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run: expect ±30% from run to run); {args.seconds:g} s "
+        "per measurement. Regenerate: `bench/xgboost/run.sh`.",
         "",
         "| rows per call | xgboost `inplace_predict` (pred/s) | xgboost DMatrix + `predict` (pred/s) "
         "| ferroserve `predict` (pred/s) | vs inplace | ferroserve `Model::infer` (pred/s) | vs inplace |",

@@ -322,7 +322,7 @@ impl Scheduler {
         let deadline = (timeout_us > 0).then(|| enqueued + Duration::from_micros(timeout_us));
         let state = Arc::new(AtomicU8::new(QUEUED));
         let (tx, mut rx) = oneshot::channel();
-        {
+        let entry = {
             let mut q = self.queue.lock();
             let max = self.cfg.queue.max_queue_size as usize;
             if max > 0 && q.len >= max {
@@ -340,8 +340,37 @@ impl Scheduler {
                 state: Arc::clone(&state),
                 tx,
             };
-            q.levels[priority - 1].push_back(entry);
-            q.len += 1;
+            // Fast path: nothing queued, nothing running, and the model may
+            // run at once when idle: run here, without waking a worker.
+            if q.len == 0
+                && q.running == 0
+                && self.cfg.dispatch_when_idle
+                && !self.cfg.preserve_ordering
+            {
+                q.running += 1;
+                state.store(TAKEN, Ordering::Release);
+                Some(entry)
+            } else {
+                q.levels[priority - 1].push_back(entry);
+                q.len += 1;
+                None
+            }
+        };
+        if let Some(entry) = entry {
+            self.stats.queue.record(enqueued.elapsed());
+            let me = Arc::clone(self);
+            let result = tokio::task::spawn_blocking(move || {
+                let batch = [entry];
+                me.execute(&batch).pop()
+            })
+            .await;
+            self.queue.lock().running -= 1;
+            self.start();
+            self.notify.notify_one();
+            return match result {
+                Ok(Some(r)) => r,
+                _ => Err(Error::internal("inference task failed")),
+            };
         }
         self.start();
         self.notify.notify_one();
@@ -419,6 +448,10 @@ impl Scheduler {
                     if q.closed {
                         return None;
                     }
+                    None
+                } else if q.running >= self.cfg.instances {
+                    // Every instance is busy (a request may be running on the
+                    // submitter's fast path): wait for one to finish.
                     None
                 } else {
                     let (picked, rows, oldest) = self.pick(&q, now);

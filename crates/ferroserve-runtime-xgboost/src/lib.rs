@@ -9,7 +9,13 @@
 //! - Boosters: gbtree, dart (tree weights applied), gblinear; one output
 //!   per tree or vector-leaf (`multi_strategy="multi_output_tree"`) trees;
 //!   numerical and categorical splits; missing values follow each split's
-//!   default direction.
+//!   default direction. Every built-in objective's output transform and
+//!   `base_score` link (see [`Transform`]); custom objectives are refused.
+//! - Predictions match `Booster.predict()` bit for bit on the golden
+//!   fixtures of XGBoost 1.3, 1.7, 2.1 and 3.2 (`tests/parity.rs`): sums and
+//!   transforms are computed in `f32` in XGBoost's order. Like
+//!   `Booster.predict()`, every tree is used (`best_iteration` is reported,
+//!   not applied).
 //! - Signature: input `input-0` FP32 `[-1, num_features]` (FP64 accepted and
 //!   cast to `f32`, as XGBoost does); output `output-0`, the prediction, and
 //!   the optional output `margin`, the raw score. Both are FP32.

@@ -34,7 +34,8 @@ fn detects_by_content() {
     let json = fixture("v3_reg_squarederror/model.json");
     let ubj = fixture("v3_multi_softprob/model.ubj");
     let rt = XgboostRuntime::new();
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("empty", vec![], None),
         ("lightgbm-bst", vec![("model.bst", LIGHTGBM)], None),
         ("ubj-in-bst", vec![("model.bst", &ubj)], Some("model.bst")),
@@ -60,9 +61,9 @@ fn detects_by_content() {
     for (tag, files, want) in cases {
         let dir = folder(tag, &files);
         assert_eq!(rt.detect(&dir).as_deref(), want, "{tag}");
-        if want.is_some() {
+        if let Some(file) = want {
             let m = rt.load_model(&dir, &LoadContext::default()).unwrap();
-            assert_eq!(m.signature().model_file, want.unwrap());
+            assert_eq!(m.signature().model_file, file);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -159,4 +160,29 @@ fn unsupported_models_say_why() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn other_formats_fixture_folders_are_not_claimed() {
+    // Every other runtime's fixture folder (LightGBM's model.bst included).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let rt = XgboostRuntime::new();
+    let mut checked = 0;
+    for fmt in std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok()) {
+        if fmt.file_name() == "xgboost" || !fmt.path().is_dir() {
+            continue;
+        }
+        let dirs = std::fs::read_dir(fmt.path())
+            .unwrap()
+            .filter_map(|e| e.ok());
+        for d in dirs
+            .map(|e| e.path())
+            .chain([fmt.path()])
+            .filter(|p| p.is_dir())
+        {
+            assert_eq!(rt.detect(&d), None, "{}", d.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
 }

@@ -148,8 +148,13 @@ fn golden_parity_every_fixture() {
         check(entry, &m1, t32, RTOL_F32);
         let m0 = load(entry, 0);
         let a = m0.infer(vec![t64.clone()]).unwrap();
-        let b = m1.infer(vec![t64]).unwrap();
+        let b = m1.infer(vec![t64.clone()]).unwrap();
         assert_eq!(a, b, "{}: threaded result differs", entry["name"]);
+        if entry["name"].as_str().unwrap().ends_with("multi_softprob") {
+            // A dedicated pool (intra_op_threads > 1) too.
+            let c = load(entry, 3).infer(vec![t64.clone()]).unwrap();
+            assert_eq!(c, b, "{}: pool result differs", entry["name"]);
+        }
         // The public predict API agrees with infer.
         let p = m1.predict(&x32).unwrap();
         assert_eq!(p.output, b[0].to_vec::<f32>().unwrap());
