@@ -171,11 +171,20 @@ const INLINE_MAX_INPUT_BYTES: usize = 16 * 1024;
 /// Executions observed before the inline decision is trusted.
 const INLINE_MIN_SAMPLES: u64 = 16;
 
-fn runs_inline(model: &ServedModel, req: &InferRequest) -> bool {
-    let (count, ns) = model.stats.compute_infer.get();
+/// True when an execution with `input_bytes` of input is known to be so
+/// cheap on this model that it should run on the calling (async) thread.
+pub(crate) fn is_tiny(stats: &crate::stats::ModelStats, input_bytes: usize) -> bool {
+    let (count, ns) = stats.compute_infer.get();
     count >= INLINE_MIN_SAMPLES
         && ns / count.max(1) < INLINE_MAX_AVG_COMPUTE_NS
-        && req.inputs.iter().map(Tensor::binary_size).sum::<usize>() <= INLINE_MAX_INPUT_BYTES
+        && input_bytes <= INLINE_MAX_INPUT_BYTES
+}
+
+fn runs_inline(model: &ServedModel, req: &InferRequest) -> bool {
+    is_tiny(
+        &model.stats,
+        req.inputs.iter().map(Tensor::binary_size).sum::<usize>(),
+    )
 }
 
 /// Runs `req` on `model` and records statistics. Models whose executions

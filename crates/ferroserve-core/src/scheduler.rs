@@ -358,12 +358,17 @@ impl Scheduler {
         };
         if let Some(entry) = entry {
             self.stats.queue.record(enqueued.elapsed());
-            let me = Arc::clone(self);
-            let result = tokio::task::spawn_blocking(move || {
-                let batch = [entry];
-                me.execute(&batch).pop()
-            })
-            .await;
+            let bytes: usize = entry.req.inputs.iter().map(Tensor::binary_size).sum();
+            let result = if crate::executor::is_tiny(&self.stats, bytes) {
+                Ok(self.execute(std::slice::from_ref(&entry)).pop())
+            } else {
+                let me = Arc::clone(self);
+                tokio::task::spawn_blocking(move || {
+                    let batch = [entry];
+                    me.execute(&batch).pop()
+                })
+                .await
+            };
             self.queue.lock().running -= 1;
             self.start();
             self.notify.notify_one();
@@ -400,12 +405,22 @@ impl Scheduler {
 
     async fn worker(self: Arc<Self>) {
         while let Some((batch, ticket)) = self.next_batch().await {
-            let me = Arc::clone(&self);
-            let outcome = tokio::task::spawn_blocking(move || {
-                let results = me.execute(&batch);
-                (batch, results)
-            })
-            .await;
+            let bytes: usize = batch
+                .iter()
+                .flat_map(|e| e.req.inputs.iter())
+                .map(Tensor::binary_size)
+                .sum();
+            let outcome = if crate::executor::is_tiny(&self.stats, bytes) {
+                let results = self.execute(&batch);
+                Ok((batch, results))
+            } else {
+                let me = Arc::clone(&self);
+                tokio::task::spawn_blocking(move || {
+                    let results = me.execute(&batch);
+                    (batch, results)
+                })
+                .await
+            };
             match outcome {
                 Ok((batch, results)) => {
                     if self.cfg.preserve_ordering {
