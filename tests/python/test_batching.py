@@ -37,6 +37,13 @@ def batch_server(tmp_path_factory):
     (repo / "simple" / "1").mkdir(parents=True)
     shutil.copy(FIXTURES / "add_sub" / "model.onnx", repo / "simple" / "1" / "model.onnx")
     (repo / "simple" / "config.pbtxt").write_text(PBTXT)
+    # Triton's exact waiting (no dispatch-when-idle), so that merging is certain even though
+    # this model computes in microseconds.
+    (repo / "simple_wait" / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "add_sub" / "model.onnx", repo / "simple_wait" / "1" / "model.onnx")
+    (repo / "simple_wait" / "model.yaml").write_text(
+        "max_batch_size: 8\ndynamic_batching:\n  preferred_batch_size: [4, 8]\n"
+        "  max_queue_delay_microseconds: 3000\n  dispatch_when_idle: false\n")
     (repo / "cnn" / "1").mkdir(parents=True)
     shutil.copy(FIXTURES / "cnn" / "model.onnx", repo / "cnn" / "1" / "model.onnx")
     (repo / "cnn" / "model.yaml").write_text(
@@ -62,7 +69,8 @@ def test_config_reports_batching(batch_server):
     assert g["dynamic_batching"]["preferred_batch_size"] == [4, 8]
 
 
-def test_rows_go_back_to_their_callers(batch_server):
+@pytest.mark.parametrize("model", ["simple", "simple_wait"])
+def test_rows_go_back_to_their_callers(batch_server, model):
     def call(i):
         rng = np.random.default_rng(i)
         rows = int(rng.integers(1, 4))
@@ -77,18 +85,19 @@ def test_rows_go_back_to_their_callers(batch_server):
         ins = [mod.InferInput("INPUT0", a.shape, "INT32"), mod.InferInput("INPUT1", b.shape, "INT32")]
         ins[0].set_data_from_numpy(a)
         ins[1].set_data_from_numpy(b)
-        r = c.infer("simple", ins, request_id=str(i))
+        r = c.infer(model, ins, request_id=str(i))
         np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a + b)
         np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)
         return rows
 
     with cf.ThreadPoolExecutor(32) as ex:
         total_rows = sum(ex.map(call, range(400)))
-    st = requests.get(batch_server.url + "/v2/models/simple/stats").json()["model_stats"][0]
+    st = requests.get(f"{batch_server.url}/v2/models/{model}/stats").json()["model_stats"][0]
     assert st["inference_count"] >= total_rows
     sizes = {b["batch_size"] for b in st["batch_stats"]}
     assert max(sizes) <= 8
-    assert st["execution_count"] < 400, "requests were never merged"
+    if model == "simple_wait":
+        assert st["execution_count"] < 400, "requests were never merged"
 
 
 def test_queue_full_and_timeouts(batch_server):

@@ -41,8 +41,8 @@ def test_startup_errors(tmp_path):
     (empty / "notes.txt").write_text("hi")
     err = run_fail(["--model_dir", str(empty)])
     assert "no model found" in err and "notes.txt" in err
-    err = run_fail(["--model_dir", str(EXAMPLES / "iris"), "--model_format", "pmml"])
-    assert "unknown model format 'pmml'" in err
+    err = run_fail(["--model_dir", str(EXAMPLES / "iris"), "--model_format", "caffe2"])
+    assert "unknown model format 'caffe2'" in err
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "model.onnx").write_bytes(b"\x08\x07garbage")

@@ -58,6 +58,7 @@ def test_metadata(lgb_server):
     assert outs["output-0"]["datatype"] == "FP64" and outs["output-0"]["shape"] == [-1, 4]
     assert outs["margin"]["shape"] == [-1, 4]
     assert "loaded LightGBM model" in lgb_server.log() and "income" in lgb_server.log()
+    assert "income" in meta["parameters"]["feature_names"]
 
 
 @pytest.mark.parametrize("model,fixture", [("lgb_multiclass", "multiclass"), ("lgb_bst", "early_stopping"),

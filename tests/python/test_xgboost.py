@@ -66,6 +66,8 @@ def test_metadata_and_load_log(xgb_server):
     assert m["outputs"][0]["shape"] == [-1, 4]
     log = xgb_server.log()
     assert "loaded XGBoost model" in log and "f0,f1,f2" in log
+    assert m["parameters"]["feature_names"][:3] == ["f0", "f1", "f2"]
+    assert m["parameters"]["objective"] == "multi:softprob"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

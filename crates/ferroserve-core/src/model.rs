@@ -90,6 +90,12 @@ pub trait Model: Send + Sync + 'static {
     /// of its `alt_datatypes`) and a fitting shape. Returns outputs in
     /// signature order; the server drops those the request did not ask for.
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error>;
+
+    /// Extra facts about the model for its metadata (e.g. `feature_names`),
+    /// shown under `parameters` in the REST model metadata.
+    fn metadata_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// Settings handed to a runtime when it loads a model.

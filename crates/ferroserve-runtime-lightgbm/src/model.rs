@@ -434,6 +434,14 @@ impl LightgbmModel {
 }
 
 impl Model for LightgbmModel {
+    fn metadata_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if !self.feature_names().is_empty() {
+            m.insert("feature_names".into(), self.feature_names().into());
+        }
+        m
+    }
+
     fn signature(&self) -> &Signature {
         &self.signature
     }

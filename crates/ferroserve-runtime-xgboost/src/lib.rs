@@ -359,6 +359,18 @@ fn summarize(names: &[String]) -> String {
 }
 
 impl Model for XgboostModel {
+    fn metadata_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if !self.feature_names().is_empty() {
+            m.insert("feature_names".into(), self.feature_names().into());
+        }
+        if !self.feature_types().is_empty() {
+            m.insert("feature_types".into(), self.feature_types().into());
+        }
+        m.insert("objective".into(), self.objective().to_string().into());
+        m
+    }
+
     fn signature(&self) -> &Signature {
         &self.signature
     }

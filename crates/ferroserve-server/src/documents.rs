@@ -315,13 +315,18 @@ pub fn metadata_json(m: &ServedModel, versions: Vec<String>) -> Value {
     let spec =
         |s: &TensorSpec| json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape});
     let sig = m.signature();
-    json!({
+    let mut doc = json!({
         "name": m.name,
         "versions": versions,
         "platform": sig.platform,
         "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
         "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
-    })
+    });
+    let extra = m.model.metadata_parameters();
+    if !extra.is_empty() {
+        doc["parameters"] = Value::Object(extra);
+    }
+    doc
 }
 
 /// Model metadata as protobuf.

@@ -24,6 +24,7 @@ fn runtimes() -> Vec<Arc<dyn Runtime>> {
         Arc::new(ferroserve_runtime_onnx::OnnxRuntime::default()),
         Arc::new(ferroserve_runtime_xgboost::XgboostRuntime::new()),
         Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
+        Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
     ]
 }
 
