@@ -100,10 +100,12 @@ impl KNeighbors {
             "minkowski" if p == 1.0 => Metric::Manhattan,
             "minkowski" if p.is_infinite() => Metric::Chebyshev,
             "minkowski" if p > 0.0 => Metric::Minkowski(p),
-            m => return Err(format!(
+            m => {
+                return Err(format!(
                 "{}: metric '{m}' is not supported (euclidean, manhattan, chebyshev, minkowski)",
                 o.class
-            )),
+            ))
+            }
         };
         let classes = if classifier {
             let c = o.labels("classes_")?;

@@ -354,10 +354,12 @@ impl Transform for OneHot {
                         m.data[i * total + off + pos] = 1.0;
                     }
                     None if self.ignore_unknown => {}
-                    None => return Err(format!(
+                    None => {
+                        return Err(format!(
                         "OneHotEncoder: unknown category {} in column {j} (handle_unknown='error')",
                         Cats::describe(&col, i)
-                    )),
+                    ))
+                    }
                 }
             }
             off += widths[j];

@@ -25,6 +25,7 @@ fn runtimes() -> Vec<Arc<dyn Runtime>> {
         Arc::new(ferroserve_runtime_xgboost::XgboostRuntime::new()),
         Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
         Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
+        Arc::new(ferroserve_runtime_pmml::PmmlRuntime::new()),
     ]
 }
 
