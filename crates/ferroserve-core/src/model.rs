@@ -119,4 +119,33 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Loads the model in `dir`.
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error>;
+
+    /// Loads the model from the file `file` (a name relative to `dir`),
+    /// whatever its name: for wrapper formats such as MLflow, whose folders
+    /// name files their own way (`model.xgb`, `model.lgb`). The default
+    /// loads `dir` when [`Runtime::detect`] picks that same file, and fails
+    /// otherwise; runtimes that recognise files by content override it.
+    fn load_file(
+        &self,
+        dir: &Path,
+        file: &str,
+        ctx: &LoadContext,
+    ) -> Result<Arc<dyn Model>, Error> {
+        match self.detect(dir) {
+            Some(found) if found == file => self.load(dir, ctx),
+            _ => Err(Error::Load(format!(
+                "{}: the {} runtime cannot load {file} by name",
+                dir.display(),
+                self.format()
+            ))),
+        }
+    }
+
+    /// Detection priority: when several runtimes recognise a folder, those
+    /// with the highest priority win (0 by default). A wrapper format whose
+    /// folder also holds another runtime's file (MLflow's `MLmodel` beside a
+    /// `model.pkl`) sets it higher, so the folder is not ambiguous.
+    fn detect_priority(&self) -> u8 {
+        0
+    }
 }

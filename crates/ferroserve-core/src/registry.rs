@@ -512,6 +512,11 @@ impl Registry {
             .iter()
             .filter_map(|r| r.detect(dir).map(|f| (Arc::clone(r), f)))
             .collect();
+        let top = hits.iter().map(|(r, _)| r.detect_priority()).max();
+        let hits: Vec<_> = hits
+            .into_iter()
+            .filter(|(r, _)| Some(r.detect_priority()) == top)
+            .collect();
         if hits.len() > 1 {
             return Err(Error::Load(format!(
                 "ambiguous model folder {}: it holds {}; pick one with --model_format or `format:` in model.yaml",

@@ -113,4 +113,17 @@ impl Runtime for LightgbmRuntime {
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {
         Ok(Arc::new(self.load_model(dir, ctx)?))
     }
+
+    fn load_file(
+        &self,
+        dir: &Path,
+        file: &str,
+        ctx: &LoadContext,
+    ) -> Result<Arc<dyn Model>, Error> {
+        let path = dir.join(file);
+        let opts = LoadOptions::from_context(file, ctx)?;
+        let model = LightgbmModel::from_file(&path, &opts)?;
+        model::log_loaded(&path, &model);
+        Ok(Arc::new(model))
+    }
 }

@@ -142,4 +142,16 @@ impl Runtime for SklearnRuntime {
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {
         Ok(Arc::new(self.load_model(dir, ctx)?))
     }
+
+    fn load_file(
+        &self,
+        dir: &Path,
+        file: &str,
+        ctx: &LoadContext,
+    ) -> Result<Arc<dyn Model>, Error> {
+        let path = dir.join(file);
+        let m = SklearnModel::from_file(&path, file, ctx)?;
+        model::log_loaded(&path, &m);
+        Ok(Arc::new(m))
+    }
 }

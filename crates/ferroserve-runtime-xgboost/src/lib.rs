@@ -101,6 +101,24 @@ impl Runtime for XgboostRuntime {
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {
         Ok(Arc::new(self.load_model(dir, ctx)?))
     }
+
+    fn load_file(
+        &self,
+        dir: &Path,
+        file: &str,
+        ctx: &LoadContext,
+    ) -> Result<Arc<dyn Model>, Error> {
+        let path = dir.join(file);
+        let bytes =
+            std::fs::read(&path).map_err(|e| Error::Load(format!("{}: {e}", path.display())))?;
+        let options = LoadOptions::from_context(ctx)?;
+        let model = XgboostModel::from_bytes(&bytes, file, &options).map_err(|e| match e {
+            Error::Load(m) => Error::Load(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        model.log_loaded(&path);
+        Ok(Arc::new(model))
+    }
 }
 
 /// Settings for loading a model.

@@ -169,7 +169,9 @@ fn other_formats_fixture_folders_are_not_claimed() {
     let rt = XgboostRuntime::new();
     let mut checked = 0;
     for fmt in std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok()) {
-        if fmt.file_name() == "xgboost" || !fmt.path().is_dir() {
+        // MLflow folders hold the flavor's own file (model.ubj): the
+        // registry prefers the mlflow runtime there (detect_priority).
+        if fmt.file_name() == "xgboost" || fmt.file_name() == "mlflow" || !fmt.path().is_dir() {
             continue;
         }
         let dirs = std::fs::read_dir(fmt.path())

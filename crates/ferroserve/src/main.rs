@@ -20,13 +20,17 @@ use cli::{Cli, Command, LogFormat, OnnxEngine, ServeArgs};
 
 /// The one place that names the engines: every runtime this binary serves.
 fn runtimes() -> Vec<Arc<dyn Runtime>> {
-    vec![
+    let mut engines: Vec<Arc<dyn Runtime>> = vec![
         Arc::new(ferroserve_runtime_onnx::OnnxRuntime::default()),
         Arc::new(ferroserve_runtime_xgboost::XgboostRuntime::new()),
         Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
         Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
         Arc::new(ferroserve_runtime_pmml::PmmlRuntime::new()),
-    ]
+    ];
+    // MLflow folders are loaded by the engines above, chosen by flavor.
+    let mlflow = ferroserve_runtime_mlflow::MlflowRuntime::new(engines.clone());
+    engines.push(Arc::new(mlflow));
+    engines
 }
 
 fn init_logging(format: LogFormat) {

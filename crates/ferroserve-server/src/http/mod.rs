@@ -1,7 +1,9 @@
-//! The HTTP front end: KServe v1 and Open Inference Protocol v2 REST.
+//! The HTTP front end: KServe v1, Open Inference Protocol v2 REST, and
+//! MLflow's scoring protocol (`/invocations`).
 
 mod body;
 pub mod error;
+mod mlflow;
 mod repository;
 mod v1;
 mod v2;
@@ -99,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/models/{m}/unload", post(repository::unload))
         .route("/v1/models", get(v1::list))
         .route("/v1/models/{m}", get(v1::status).post(v1::verb))
+        .route("/invocations", post(mlflow::invocations))
+        .route("/ping", get(mlflow::ping))
+        .route("/health", get(mlflow::ping))
+        .route("/version", get(mlflow::version))
         .fallback(v2::not_found)
         .with_state(state);
     match tracked {
