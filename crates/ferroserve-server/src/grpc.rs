@@ -11,6 +11,7 @@ use ferroserve_protocol::grpc::{pb, request_from_pb, response_to_pb};
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Action, Auth};
 use crate::documents;
 use crate::state::{EXTENSIONS, SERVER_NAME, SERVER_VERSION};
 
@@ -51,13 +52,37 @@ pub fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::R
 #[derive(Clone)]
 pub struct InferenceService {
     registry: Arc<Registry>,
+    auth: Option<Arc<Auth>>,
 }
 
 impl InferenceService {
     /// A service over `registry`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        InferenceService { registry }
+        InferenceService {
+            registry,
+            auth: None,
+        }
     }
+
+    /// Authorizes every call with `auth` (the [`crate::auth::GrpcAuthLayer`]
+    /// must be installed in front to authenticate).
+    pub fn with_auth(mut self, auth: Option<Arc<Auth>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The one place gRPC calls are authorized: `action` comes from the
+    /// method and the decoded request. Free when auth is off.
+    fn check<T>(&self, req: &Request<T>, action: Action<'_>) -> Result<(), Status> {
+        match &self.auth {
+            None => Ok(()),
+            Some(a) => a.check_grpc(req.extensions(), &action),
+        }
+    }
+}
+
+fn model_action(name: &str) -> Action<'_> {
+    Action::Model(std::borrow::Cow::Borrowed(name))
 }
 
 fn version_opt(v: &str) -> Option<&str> {
@@ -100,6 +125,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        self.check(&req, model_action(&req.get_ref().name))?;
         let r = req.into_inner();
         match self.registry.get(&r.name, version_opt(&r.version)) {
             Ok(_) => Ok(Response::new(pb::ModelReadyResponse { ready: true })),
@@ -125,6 +151,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.check(&req, model_action(&req.get_ref().name))?;
         let r = req.into_inner();
         let m = self
             .registry
@@ -140,6 +167,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        self.check(&req, model_action(&req.get_ref().model_name))?;
         infer_one(&self.registry, req.into_inner())
             .await
             .map(Response::new)
@@ -151,6 +179,15 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        // Each message names its model: authorize them one by one.
+        let principal = req
+            .extensions()
+            .get::<Arc<crate::auth::Principal>>()
+            .cloned();
+        let auth = self.auth.clone();
+        if auth.is_some() && principal.is_none() {
+            return Err(Status::unauthenticated("missing credentials"));
+        }
         let mut incoming = req.into_inner();
         let registry = Arc::clone(&self.registry);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -158,7 +195,15 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
             use futures::StreamExt;
             while let Some(item) = incoming.next().await {
                 let out = match item {
-                    Ok(r) => match infer_one(&registry, r).await {
+                    Ok(r) => match async {
+                        if let (Some(a), Some(p)) = (&auth, &principal) {
+                            a.authorize(p, &model_action(&r.model_name))
+                                .map_err(crate::auth::Denied::into_status)?;
+                        }
+                        infer_one(&registry, r).await
+                    }
+                    .await
+                    {
                         Ok(resp) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(resp),
@@ -183,6 +228,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        self.check(&req, model_action(&req.get_ref().name))?;
         let r = req.into_inner();
         let m = self
             .registry
@@ -197,6 +243,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let action = if req.get_ref().name.is_empty() {
+            Action::Admin
+        } else {
+            model_action(&req.get_ref().name)
+        };
+        self.check(&req, action)?;
         let r = req.into_inner();
         let stats = if r.name.is_empty() {
             self.registry
@@ -225,6 +277,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        self.check(&req, Action::Admin)?;
         use pb::repository_index_response::ModelIndex;
         let r = req.into_inner();
         let models = self
@@ -248,6 +301,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.check(&req, Action::Admin)?;
         let r = req.into_inner();
         if r.parameters.contains_key("config") {
             return Err(Status::unimplemented(
@@ -262,6 +316,7 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         &self,
         req: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.check(&req, Action::Admin)?;
         let r = req.into_inner();
         self.registry
             .unload(&r.model_name)

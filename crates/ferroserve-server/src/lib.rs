@@ -2,10 +2,12 @@
 //! Protocol v2 REST) and gRPC (tonic: v2 gRPC, health, reflection), sharing
 //! one model registry, with graceful shutdown.
 
+pub mod auth;
 pub mod documents;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod state;
 
 use std::future::Future;
@@ -38,6 +40,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(tonic::transport::Error),
+    /// A `--cors_allow_origin` value is not a valid header value.
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
     /// Building the reflection service failed.
     #[error("gRPC reflection: {0}")]
     Reflection(String),
@@ -60,6 +65,11 @@ pub struct ServerOptions {
     pub metrics: bool,
     /// Serve `/metrics` on this port too (0: any free port).
     pub metrics_port: Option<u16>,
+    /// Authentication, authorization and rate limits (`--auth_config`);
+    /// `None`: no auth layer is installed.
+    pub auth: Option<Arc<auth::Auth>>,
+    /// Origins allowed by CORS (`--cors_allow_origin`); empty: no CORS layer.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// The bound servers, before they run.
@@ -89,6 +99,13 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
 
 /// Opens the listening sockets.
 pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
+    if let Some(bad) = options
+        .cors_allow_origins
+        .iter()
+        .find(|o| o.is_empty() || o.ends_with('/') || ::http::HeaderValue::from_str(o).is_err())
+    {
+        return Err(ServerError::CorsOrigin(bad.clone()));
+    }
     let http = bind(&options.host, options.http_port).await?;
     let grpc = match options.grpc_port {
         Some(p) => Some(bind(&options.host, p).await?),
@@ -135,6 +152,8 @@ impl Bound {
             max_body_bytes: self.options.max_body_bytes,
             metrics: metrics.clone(),
             started: std::time::Instant::now(),
+            auth: self.options.auth.clone(),
+            cors_allow_origins: self.options.cors_allow_origins.clone().into(),
         };
         if let Some(listener) = self.metrics {
             let mut rx = stop_rx.clone();
@@ -181,7 +200,8 @@ impl Bound {
                     .build_v1alpha()
                     .map_err(|e| ServerError::Reflection(e.to_string()))?;
                 let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
-                    grpc::InferenceService::new(Arc::clone(&registry)),
+                    grpc::InferenceService::new(Arc::clone(&registry))
+                        .with_auth(self.options.auth.clone()),
                 )
                 .max_decoding_message_size(self.options.max_body_bytes)
                 .max_encoding_message_size(usize::MAX);
@@ -191,6 +211,9 @@ impl Bound {
                 let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .layer(tower::util::option_layer(grpc_metrics))
+                    .layer(tower::util::option_layer(
+                        self.options.auth.clone().map(auth::GrpcAuthLayer),
+                    ))
                     .layer(tower::util::MapResponseLayer::new(
                         grpc::oversize_is_resource_exhausted,
                     ))

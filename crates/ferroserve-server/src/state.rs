@@ -30,4 +30,8 @@ pub struct AppState {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// When the server started (for uptime).
     pub started: std::time::Instant,
+    /// Authentication and authorization; `None` when off.
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Origins allowed by CORS; empty when CORS is off.
+    pub cors_allow_origins: Arc<[String]>,
 }

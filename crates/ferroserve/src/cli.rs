@@ -217,6 +217,24 @@ pub struct ServeArgs {
     )]
     pub metrics_port: Option<u16>,
 
+    /// Turn on authentication, authorization and rate limits (HTTP and gRPC)
+    /// with this YAML file; plain API keys may also come from FERROSERVE_API_KEYS.
+    #[arg(
+        long = "auth_config",
+        visible_alias = "auth-config",
+        env = "FERROSERVE_AUTH_CONFIG"
+    )]
+    pub auth_config: Option<PathBuf>,
+
+    /// Answer CORS requests from this origin (repeatable, e.g. `https://app.example.com`).
+    #[arg(
+        long = "cors_allow_origin",
+        visible_alias = "cors-allow-origin",
+        env = "FERROSERVE_CORS_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origin: Vec<String>,
+
     /// Seconds shutdown (and model unload) waits for in-flight requests.
     #[arg(
         long = "drain_timeout",

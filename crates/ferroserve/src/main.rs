@@ -149,6 +149,22 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let registry = Arc::new(Registry::new(registry_options(&args)?, runtimes()));
+    let env_keys = std::env::var("FERROSERVE_API_KEYS").ok();
+    let auth = match &args.auth_config {
+        Some(path) => Some(Arc::new(ferroserve_server::auth::Auth::from_file(
+            path,
+            env_keys.as_deref(),
+        )?)),
+        None if env_keys.as_deref().is_some_and(|k| !k.trim().is_empty()) => {
+            bail!(
+                "FERROSERVE_API_KEYS is set but auth is off: pass --auth_config FILE to turn it on"
+            )
+        }
+        None => None,
+    };
+    if let Some(a) = &auth {
+        tracing::info!(auth = ?a, "authentication on");
+    }
     let bound = ferroserve_server::bind_all(ServerOptions {
         host: args.host.clone(),
         http_port: args.http_port,
@@ -157,6 +173,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
         metrics: args.metrics,
         metrics_port: args.metrics_port,
+        auth,
+        cors_allow_origins: args.cors_allow_origin.clone(),
     })
     .await?;
     let http_addr = bound.http_addr;

@@ -63,16 +63,62 @@ async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Respo
     resp
 }
 
+/// Adds the auth middleware when auth is on (nothing otherwise).
+fn with_auth(router: Router, state: &AppState) -> Router {
+    match &state.auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            crate::auth::HttpAuth {
+                auth: Arc::clone(auth),
+                registry: Arc::clone(&state.registry),
+            },
+            crate::auth::http_middleware,
+        )),
+        None => router,
+    }
+}
+
+/// Adds the CORS layer when origins are configured (nothing otherwise).
+fn with_cors(router: Router, origins: &[String]) -> Router {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return router;
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("inference-header-content-length"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("inference-header-content-length"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    router.layer(cors)
+}
+
 /// A router serving only `/metrics` (for `--metrics_port`).
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
+    let auth_state = state.clone();
+    let router = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    with_auth(router, &auth_state)
 }
 
 /// Builds the HTTP router with every REST endpoint.
 pub fn router(state: AppState) -> Router {
     let tracked = state.metrics.clone();
+    let outer = state.clone();
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/v2/health/live", get(v2::live))
@@ -107,8 +153,12 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(mlflow::version))
         .fallback(v2::not_found)
         .with_state(state);
-    match tracked {
+    // Innermost first: auth, then metrics (so refusals are counted), then
+    // CORS outermost (preflights carry no credentials).
+    let router = with_auth(router, &outer);
+    let router = match tracked {
         Some(m) => router.layer(axum::middleware::from_fn_with_state(m, track)),
         None => router,
-    }
+    };
+    with_cors(router, &outer.cors_allow_origins)
 }

@@ -1,0 +1,1152 @@
+//! Authentication and authorization for both front ends, on only when
+//! `--auth_config FILE` is given (otherwise no layer is installed at all).
+//!
+//! * Credentials: `Authorization: Bearer <token>` or `x-api-key: <key>` (HTTP
+//!   headers, or the same gRPC metadata). A bearer token shaped like a JWT
+//!   (`a.b.c`) is checked as a JWT when `jwt` is configured; anything else is
+//!   an API key. API keys are stored as SHA-256 hex digests; plain keys from
+//!   `FERROSERVE_API_KEYS` are hashed at start-up.
+//! * JWTs: RS256, ES256 or EdDSA, key chosen by `kid` from a JWKS file,
+//!   signature, `exp` (required), `nbf`, issuer and audience checked with a
+//!   clock-skew leeway. Roles come from a claim (default `roles`).
+//! * Authorization: [`Action`] says what a request does; it is decided in one
+//!   place per protocol ([`http_action`] from the REST route, and
+//!   [`crate::grpc`] from the method and the decoded request). A principal
+//!   may infer on (and read metadata/readiness/config/stats of) the models
+//!   listed in its grant (`"*"`: all); `admin` allows the repository
+//!   extension and listings of every model. A model outside the grant is
+//!   refused with 403 whether or not it exists, so existence never leaks.
+//! * Health (`/v2/health/*`, `/ping`, `/health`, gRPC health, ServerLive,
+//!   ServerReady) is open unless `open_health: false`. `/metrics` needs any
+//!   valid credential unless `open_metrics: true`; server metadata needs any
+//!   valid credential.
+//! * Rate limits: a token bucket per key (or per JWT subject) with a
+//!   `rate_limit`; over it: 429 + `Retry-After` / RESOURCE_EXHAUSTED.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ferroserve_core::Registry;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::ratelimit::{retry_after_secs, RateLimit, TokenBucket};
+
+/// Errors reading the auth configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("auth config: {0}")]
+pub struct AuthConfigError(pub String);
+
+fn cfg_err(e: impl std::fmt::Display) -> AuthConfigError {
+    AuthConfigError(e.to_string())
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `--auth_config` YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Health endpoints need no credentials (default true).
+    #[serde(default = "yes")]
+    pub open_health: bool,
+    /// `/metrics` needs no credentials (default false).
+    #[serde(default)]
+    pub open_metrics: bool,
+    /// Named roles that keys and JWTs refer to.
+    #[serde(default)]
+    pub roles: HashMap<String, Role>,
+    /// API keys, stored hashed.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    /// What the plain keys of `FERROSERVE_API_KEYS` may do (default: every
+    /// model, not admin).
+    #[serde(default)]
+    pub env_keys: Option<Grant>,
+    /// JWT bearer tokens.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+}
+
+/// What a role allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// Models it may use (`"*"`: all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Repository load/unload/index and model listings.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Permissions given directly, plus roles.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Roles (names under `roles:`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Models (`"*"`: all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Admin rights.
+    #[serde(default)]
+    pub admin: bool,
+    /// Token bucket for each key.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Name reported in logs (never the key).
+    pub name: String,
+    /// `sha256` hex digest of the key (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// Roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Models (`"*"`: all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Admin rights.
+    #[serde(default)]
+    pub admin: bool,
+    /// Token bucket for this key.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+/// `jwt:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// JWKS file with the public keys (relative paths: to the config file).
+    pub jwks_file: PathBuf,
+    /// Accepted `iss` values (empty: not checked).
+    #[serde(default)]
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values (empty: not checked).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Claim holding role names (a list or one string).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Grant every valid token gets, besides its roles.
+    #[serde(default)]
+    pub default: Grant,
+}
+
+/// Hex SHA-256 of an API key, as stored in the config.
+pub fn hash_key(key: &str) -> String {
+    let d = Sha256::digest(key.as_bytes());
+    let mut s = String::with_capacity(64);
+    for b in d {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What a principal may do.
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    all_models: bool,
+    models: HashSet<String>,
+    admin: bool,
+}
+
+impl Permissions {
+    fn add(&mut self, models: &[String], admin: bool) {
+        for m in models {
+            if m == "*" {
+                self.all_models = true;
+            } else {
+                self.models.insert(m.clone());
+            }
+        }
+        self.admin |= admin;
+    }
+
+    /// Whether the principal may use `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.all_models || self.models.contains(model)
+    }
+
+    /// Whether the principal is admin.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug)]
+pub struct Principal {
+    /// Key name or JWT subject.
+    pub name: String,
+    /// What it may do.
+    pub perms: Permissions,
+    limiter: Option<Arc<TokenBucket>>,
+}
+
+/// What a request does, for authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Liveness/readiness probes.
+    Health,
+    /// `/metrics`.
+    Metrics,
+    /// Server metadata, reflection, unknown routes: any valid principal.
+    Server,
+    /// Inference, metadata, readiness, config or statistics of one model.
+    Model(Cow<'a, str>),
+    /// `/invocations`: the single loaded model, resolved from the registry.
+    SingleModel,
+    /// Repository load/unload/index, listings of all models.
+    Admin,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No or invalid credentials (401 / UNAUTHENTICATED).
+    Unauthenticated(String),
+    /// Valid principal without the permission (403 / PERMISSION_DENIED).
+    Forbidden(String),
+    /// Over the principal's rate limit (429 / RESOURCE_EXHAUSTED).
+    RateLimited {
+        /// Seconds until a token is available.
+        retry_after: u64,
+    },
+}
+
+impl Denied {
+    fn message(&self) -> String {
+        match self {
+            Denied::Unauthenticated(m) | Denied::Forbidden(m) => m.clone(),
+            Denied::RateLimited { retry_after } => {
+                format!("rate limit exceeded; retry after {retry_after} s")
+            }
+        }
+    }
+
+    /// The REST answer: `{"error": ...}` with 401 (+ `WWW-Authenticate`),
+    /// 403 or 429 (+ `Retry-After`).
+    pub fn into_http(self) -> Response {
+        let body = axum::Json(serde_json::json!({ "error": self.message() }));
+        match self {
+            Denied::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                body,
+            )
+                .into_response(),
+            Denied::Forbidden(_) => (StatusCode::FORBIDDEN, body).into_response(),
+            Denied::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, HeaderValue::from(retry_after))],
+                body,
+            )
+                .into_response(),
+        }
+    }
+
+    /// The gRPC answer.
+    pub fn into_status(self) -> tonic::Status {
+        let msg = self.message();
+        match self {
+            Denied::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+            Denied::Forbidden(_) => tonic::Status::permission_denied(msg),
+            Denied::RateLimited { .. } => tonic::Status::resource_exhausted(msg),
+        }
+    }
+}
+
+struct JwtVerifier {
+    keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
+    validation: Validation,
+    roles_claim: String,
+    default: Grant,
+    buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+}
+
+const JWT_ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+const MAX_JWT_BUCKETS: usize = 10_000;
+
+/// The authenticator built from an [`AuthConfig`].
+pub struct Auth {
+    open_health: bool,
+    open_metrics: bool,
+    keys: HashMap<[u8; 32], Arc<Principal>>,
+    roles: HashMap<String, Role>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("open_health", &self.open_health)
+            .field("open_metrics", &self.open_metrics)
+            .field("keys", &self.keys.len())
+            .field("jwt", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+fn alg_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
+    match (&jwk.algorithm, jwk.common.key_algorithm) {
+        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Some(Algorithm::RS256),
+        (AlgorithmParameters::EllipticCurve(p), None | Some(KeyAlgorithm::ES256))
+            if p.curve == EllipticCurve::P256 =>
+        {
+            Some(Algorithm::ES256)
+        }
+        (AlgorithmParameters::OctetKeyPair(p), None | Some(KeyAlgorithm::EdDSA))
+            if p.curve == EllipticCurve::Ed25519 =>
+        {
+            Some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
+
+impl Auth {
+    /// Reads `path` and adds the plain keys of `env_keys` (the
+    /// `FERROSERVE_API_KEYS` comma list).
+    pub fn from_file(path: &Path, env_keys: Option<&str>) -> Result<Self, AuthConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| cfg_err(format!("cannot read {}: {e}", path.display())))?;
+        let cfg: AuthConfig =
+            serde_yaml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+        Self::new(cfg, env_keys, path.parent())
+    }
+
+    /// Builds the authenticator; `base` resolves a relative `jwks_file`.
+    pub fn new(
+        cfg: AuthConfig,
+        env_keys: Option<&str>,
+        base: Option<&Path>,
+    ) -> Result<Self, AuthConfigError> {
+        let mut auth = Auth {
+            open_health: cfg.open_health,
+            open_metrics: cfg.open_metrics,
+            keys: HashMap::new(),
+            roles: cfg.roles,
+            jwt: None,
+        };
+        for k in &cfg.api_keys {
+            let digest = parse_hex32(&k.sha256).ok_or_else(|| {
+                cfg_err(format!(
+                    "api key '{}': sha256 must be 64 hex digits",
+                    k.name
+                ))
+            })?;
+            let grant = Grant {
+                roles: k.roles.clone(),
+                models: k.models.clone(),
+                admin: k.admin,
+                rate_limit: k.rate_limit,
+            };
+            let p = auth.principal(k.name.clone(), &grant)?;
+            if auth.keys.insert(digest, Arc::new(p)).is_some() {
+                return Err(cfg_err(format!("api key '{}' is listed twice", k.name)));
+            }
+        }
+        let env_grant = cfg.env_keys.clone().unwrap_or(Grant {
+            models: vec!["*".into()],
+            ..Default::default()
+        });
+        for (i, key) in env_keys
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .enumerate()
+        {
+            let p = auth.principal(format!("env-key-{}", i + 1), &env_grant)?;
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            auth.keys.insert(digest, Arc::new(p));
+        }
+        if let Some(j) = cfg.jwt {
+            auth.jwt = Some(auth.jwt_verifier(j, base)?);
+        }
+        if auth.keys.is_empty() && auth.jwt.is_none() {
+            return Err(cfg_err(
+                "no credentials configured: add api_keys, jwt, or set FERROSERVE_API_KEYS",
+            ));
+        }
+        Ok(auth)
+    }
+
+    fn perms(&self, grant: &Grant) -> Result<Permissions, AuthConfigError> {
+        let mut p = Permissions::default();
+        p.add(&grant.models, grant.admin);
+        for r in &grant.roles {
+            let role = self
+                .roles
+                .get(r)
+                .ok_or_else(|| cfg_err(format!("unknown role '{r}'")))?;
+            p.add(&role.models, role.admin);
+        }
+        Ok(p)
+    }
+
+    fn principal(&self, name: String, grant: &Grant) -> Result<Principal, AuthConfigError> {
+        let limiter = match grant.rate_limit {
+            Some(rl) => {
+                rl.validate().map_err(|e| cfg_err(format!("{name}: {e}")))?;
+                Some(Arc::new(TokenBucket::new(rl)))
+            }
+            None => None,
+        };
+        Ok(Principal {
+            perms: self.perms(grant)?,
+            name,
+            limiter,
+        })
+    }
+
+    fn jwt_verifier(
+        &self,
+        j: JwtConfig,
+        base: Option<&Path>,
+    ) -> Result<JwtVerifier, AuthConfigError> {
+        let path = match base {
+            Some(b) if j.jwks_file.is_relative() => b.join(&j.jwks_file),
+            _ => j.jwks_file.clone(),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| cfg_err(format!("cannot read JWKS {}: {e}", path.display())))?;
+        let set: JwkSet = serde_json::from_str(&text)
+            .map_err(|e| cfg_err(format!("JWKS {}: {e}", path.display())))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let Some(alg) = alg_of(jwk) else {
+                tracing::warn!(kid = ?jwk.common.key_id, "JWKS key skipped: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are used");
+                continue;
+            };
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| cfg_err(format!("JWKS key {:?}: {e}", jwk.common.key_id)))?;
+            keys.push((jwk.common.key_id.clone(), alg, key));
+        }
+        if keys.is_empty() {
+            return Err(cfg_err(format!(
+                "JWKS {} has no usable key",
+                path.display()
+            )));
+        }
+        if let Some(rl) = j.default.rate_limit {
+            rl.validate().map_err(|e| cfg_err(format!("jwt: {e}")))?;
+        }
+        self.perms(&j.default)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = JWT_ALGORITHMS.to_vec();
+        validation.leeway = j.leeway_seconds;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if j.issuer.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&j.issuer);
+        }
+        if j.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&j.audience);
+        }
+        Ok(JwtVerifier {
+            keys,
+            validation,
+            roles_claim: j.roles_claim,
+            default: j.default,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `action` needs credentials at all.
+    pub fn needs_credentials(&self, action: &Action<'_>) -> bool {
+        match action {
+            Action::Health => !self.open_health,
+            Action::Metrics => !self.open_metrics,
+            _ => true,
+        }
+    }
+
+    /// Checks the credentials in `headers` (HTTP headers or gRPC metadata)
+    /// and takes a token from the principal's rate limit.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Denied> {
+        let api_key = headers.get("x-api-key").map(|v| v.to_str());
+        let bearer = headers.get(header::AUTHORIZATION).map(|v| {
+            v.to_str().map(|s| {
+                let s = s.trim();
+                match s.split_once(' ') {
+                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                    _ => "",
+                }
+            })
+        });
+        let principal = match (api_key, bearer) {
+            (Some(Ok(k)), _) => self.check_key(k.trim())?,
+            (None, Some(Ok(t))) if !t.is_empty() => {
+                if self.jwt.is_some() && t.bytes().filter(|b| *b == b'.').count() == 2 {
+                    self.check_jwt(t)?
+                } else {
+                    self.check_key(t)?
+                }
+            }
+            (None, None) => {
+                return Err(Denied::Unauthenticated(
+                    "missing credentials: send 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(Denied::Unauthenticated(
+                    "malformed credentials: expected 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
+                        .into(),
+                ))
+            }
+        };
+        if let Some(l) = &principal.limiter {
+            l.try_acquire().map_err(|wait| Denied::RateLimited {
+                retry_after: retry_after_secs(wait),
+            })?;
+        }
+        Ok(principal)
+    }
+
+    fn check_key(&self, key: &str) -> Result<Arc<Principal>, Denied> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.keys
+            .get(&digest)
+            .cloned()
+            .ok_or_else(|| Denied::Unauthenticated("invalid API key".into()))
+    }
+
+    fn check_jwt(&self, token: &str) -> Result<Arc<Principal>, Denied> {
+        let Some(j) = &self.jwt else {
+            return Err(Denied::Unauthenticated("invalid token".into()));
+        };
+        let bad =
+            |e: jsonwebtoken::errors::Error| Denied::Unauthenticated(format!("invalid token: {e}"));
+        let head = jsonwebtoken::decode_header(token).map_err(bad)?;
+        if !JWT_ALGORITHMS.contains(&head.alg) {
+            return Err(Denied::Unauthenticated(format!(
+                "invalid token: algorithm {:?} is not accepted",
+                head.alg
+            )));
+        }
+        let key = j
+            .keys
+            .iter()
+            .find(|(kid, alg, _)| {
+                *alg == head.alg && (head.kid.is_none() || kid.as_deref() == head.kid.as_deref())
+            })
+            .ok_or_else(|| Denied::Unauthenticated("invalid token: no matching key".into()))?;
+        let mut validation = j.validation.clone();
+        validation.algorithms = vec![head.alg];
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &key.2,
+            &validation,
+        )
+        .map_err(bad)?;
+        let claims = data.claims;
+        let sub = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .unwrap_or("jwt")
+            .to_string();
+        let mut perms = self
+            .perms(&j.default)
+            .map_err(|e| Denied::Unauthenticated(e.to_string()))?;
+        let roles: Vec<&str> = match claims.get(&j.roles_claim) {
+            Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        for r in roles {
+            // Unknown role names in a token grant nothing.
+            if let Some(role) = self.roles.get(r) {
+                perms.add(&role.models, role.admin);
+            }
+        }
+        let limiter = j.default.rate_limit.map(|rl| {
+            let mut b = j.buckets.lock();
+            if b.len() >= MAX_JWT_BUCKETS {
+                b.retain(|_, v| !v.is_full());
+            }
+            Arc::clone(
+                b.entry(sub.clone())
+                    .or_insert_with(|| Arc::new(TokenBucket::new(rl))),
+            )
+        });
+        Ok(Arc::new(Principal {
+            name: sub,
+            perms,
+            limiter,
+        }))
+    }
+
+    /// Whether `principal` may do `action` (`SingleModel` must be resolved
+    /// to `Model` first; unresolved it needs access to every model).
+    pub fn authorize(&self, principal: &Principal, action: &Action<'_>) -> Result<(), Denied> {
+        match action {
+            Action::Health | Action::Metrics | Action::Server => Ok(()),
+            Action::Model(m) if principal.perms.allows_model(m) => Ok(()),
+            Action::SingleModel if principal.perms.all_models => Ok(()),
+            Action::Admin if principal.perms.admin => Ok(()),
+            Action::Admin => Err(Denied::Forbidden(format!(
+                "'{}' is not allowed to manage the model repository or list models",
+                principal.name
+            ))),
+            Action::Model(m) => Err(Denied::Forbidden(format!(
+                "'{}' is not allowed to use model '{m}'",
+                principal.name
+            ))),
+            Action::SingleModel => Err(Denied::Forbidden(format!(
+                "'{}' is not allowed to use this model",
+                principal.name
+            ))),
+        }
+    }
+
+    /// Checks a gRPC request against `action`, using the principal the
+    /// [`GrpcAuthLayer`] stored in its extensions.
+    pub fn check_grpc(
+        &self,
+        extensions: &http::Extensions,
+        action: &Action<'_>,
+    ) -> Result<(), tonic::Status> {
+        let p = principal_of(extensions)
+            .ok_or_else(|| Denied::Unauthenticated("missing credentials".into()).into_status())?;
+        self.authorize(p, action).map_err(Denied::into_status)
+    }
+}
+
+/// The principal stored in a request's extensions by the auth layers.
+pub fn principal_of(extensions: &http::Extensions) -> Option<&Principal> {
+    extensions.get::<Arc<Principal>>().map(|p| &**p)
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(d) => Cow::Owned(d),
+        Err(_) => Cow::Borrowed(s),
+    }
+}
+
+/// The action of a REST request, from its path (the one place that maps
+/// routes to actions: v1, v2, repository, MLflow).
+pub fn http_action(path: &str) -> Action<'_> {
+    let mut it = path.trim_start_matches('/').split('/');
+    let seg: [Option<&str>; 6] = [
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ];
+    match seg {
+        [Some("v2"), Some("health"), ..] | [Some("ping" | "health"), None, ..] => Action::Health,
+        [Some("metrics"), None, ..] => Action::Metrics,
+        [Some("invocations"), None, ..] => Action::SingleModel,
+        [Some("v2"), Some("models"), Some("stats"), None, ..] => Action::Admin,
+        [Some("v2"), Some("models"), Some(m), ..] if !m.is_empty() => {
+            Action::Model(percent_decode(m))
+        }
+        [Some("v2"), Some("repository"), ..] => Action::Admin,
+        [Some("v1"), Some("models"), None | Some(""), ..] => Action::Admin,
+        [Some("v1"), Some("models"), Some(m), ..] => {
+            let m = percent_decode(m);
+            match m {
+                Cow::Borrowed(b) => {
+                    Action::Model(Cow::Borrowed(b.rsplit_once(':').map_or(b, |(n, _)| n)))
+                }
+                Cow::Owned(o) => Action::Model(Cow::Owned(
+                    o.rsplit_once(':')
+                        .map_or(o.as_str(), |(n, _)| n)
+                        .to_string(),
+                )),
+            }
+        }
+        _ => Action::Server,
+    }
+}
+
+/// State of the HTTP auth middleware.
+#[derive(Clone)]
+pub struct HttpAuth {
+    /// The authenticator.
+    pub auth: Arc<Auth>,
+    /// The registry (to resolve `/invocations`' single model).
+    pub registry: Arc<Registry>,
+}
+
+/// axum middleware: authenticates, rate-limits and authorizes a request.
+pub async fn http_middleware(State(st): State<HttpAuth>, mut req: Request, next: Next) -> Response {
+    let action = http_action(req.uri().path());
+    if !st.auth.needs_credentials(&action) {
+        return next.run(req).await;
+    }
+    let principal = match st.auth.authenticate(req.headers()) {
+        Ok(p) => p,
+        Err(d) => return d.into_http(),
+    };
+    let action = match action {
+        Action::SingleModel => {
+            let mut names: Vec<String> = st
+                .registry
+                .loaded()
+                .iter()
+                .map(|m| m.name.clone())
+                .collect();
+            names.dedup();
+            match names.as_slice() {
+                [one] => Action::Model(Cow::Owned(one.clone())),
+                _ => Action::SingleModel,
+            }
+        }
+        a => a.into_owned(),
+    };
+    if let Err(d) = st.auth.authorize(&principal, &action) {
+        return d.into_http();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+impl Action<'_> {
+    fn into_owned(self) -> Action<'static> {
+        match self {
+            Action::Health => Action::Health,
+            Action::Metrics => Action::Metrics,
+            Action::Server => Action::Server,
+            Action::Model(m) => Action::Model(Cow::Owned(m.into_owned())),
+            Action::SingleModel => Action::SingleModel,
+            Action::Admin => Action::Admin,
+        }
+    }
+}
+
+/// The action of a gRPC request decided from its path alone (health,
+/// reflection and server metadata); `None` for methods whose action depends
+/// on the request message (decided in [`crate::grpc`]).
+pub fn grpc_path_action(path: &str) -> Option<Action<'static>> {
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return Some(Action::Health);
+    }
+    match path.strip_prefix("/inference.GRPCInferenceService/") {
+        Some("ServerLive" | "ServerReady") => Some(Action::Health),
+        Some("ServerMetadata") => Some(Action::Server),
+        Some(_) => None,
+        None => Some(Action::Server),
+    }
+}
+
+/// Tower layer authenticating gRPC calls (metadata `authorization: Bearer
+/// …` or `x-api-key`) and storing the principal in the request extensions;
+/// the service authorizes per method and model.
+#[derive(Clone)]
+pub struct GrpcAuthLayer(pub Arc<Auth>);
+
+impl<S> tower::Layer<S> for GrpcAuthLayer {
+    type Service = GrpcAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcAuthService {
+            inner,
+            auth: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// Service made by [`GrpcAuthLayer`].
+#[derive(Clone)]
+pub struct GrpcAuthService<S> {
+    inner: S,
+    auth: Arc<Auth>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for GrpcAuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let needs = match grpc_path_action(req.uri().path()) {
+            Some(a) => self.auth.needs_credentials(&a),
+            None => true,
+        };
+        if needs {
+            match self.auth.authenticate(req.headers()) {
+                Ok(p) => {
+                    req.extensions_mut().insert(p);
+                }
+                Err(d) => {
+                    let resp = d.into_status().into_http::<RB>();
+                    return Box::pin(async move { Ok(resp) });
+                }
+            }
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/auth");
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn auth() -> Auth {
+        let yaml = format!(
+            r#"
+roles:
+  reader: {{ models: [iris] }}
+  ops: {{ models: ["*"], admin: true }}
+api_keys:
+  - name: alice
+    sha256: {}
+    roles: [reader]
+    rate_limit: {{ requests_per_second: 1, burst: 2 }}
+  - name: root
+    sha256: {}
+    roles: [ops]
+jwt:
+  jwks_file: {FIXTURES}/jwks.json
+  issuer: [https://issuer.test]
+  audience: [ferroserve]
+  leeway_seconds: 5
+"#,
+            hash_key("alice-key"),
+            hash_key("root-key")
+        );
+        let cfg: AuthConfig = serde_yaml::from_str(&yaml).unwrap();
+        Auth::new(cfg, Some("env-one, env-two"), None).unwrap()
+    }
+
+    fn headers(name: &str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    fn token(kid: &str, alg: Algorithm, pem: &str, claims: serde_json::Value) -> String {
+        let pem = std::fs::read(format!("{FIXTURES}/{pem}")).unwrap();
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ed_pem(&pem).unwrap(),
+        };
+        let mut h = Header::new(alg);
+        h.kid = Some(kid.into());
+        encode(&h, &claims, &key).unwrap()
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = serde_json::json!({
+            "sub": "bob", "iss": "https://issuer.test", "aud": "ferroserve",
+            "exp": now() + 300, "roles": ["reader"],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    #[test]
+    fn hashes_keys_like_sha256sum() {
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(parse_hex32(&hash_key("x")).is_some());
+        assert!(parse_hex32("abc").is_none());
+        assert!(parse_hex32(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn api_keys_and_env_keys() {
+        let a = auth();
+        let p = a.authenticate(&headers("x-api-key", "alice-key")).unwrap();
+        assert_eq!(p.name, "alice");
+        assert!(p.perms.allows_model("iris") && !p.perms.allows_model("other"));
+        let p = a
+            .authenticate(&headers("authorization", "Bearer root-key"))
+            .unwrap();
+        assert!(p.perms.is_admin() && p.perms.allows_model("anything"));
+        let p = a.authenticate(&headers("x-api-key", "env-two")).unwrap();
+        assert!(p.perms.allows_model("x") && !p.perms.is_admin());
+        assert!(matches!(
+            a.authenticate(&headers("x-api-key", "nope")),
+            Err(Denied::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.authenticate(&HeaderMap::new()),
+            Err(Denied::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.authenticate(&headers("authorization", "Basic cm9vdC1rZXk=")),
+            Err(Denied::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn rate_limit_per_key() {
+        let a = auth();
+        let h = headers("x-api-key", "alice-key");
+        assert!(a.authenticate(&h).is_ok());
+        assert!(a.authenticate(&h).is_ok());
+        assert!(matches!(
+            a.authenticate(&h),
+            Err(Denied::RateLimited { retry_after: 1 })
+        ));
+        // Other keys have their own (here: no) limit.
+        for _ in 0..10 {
+            assert!(a.authenticate(&headers("x-api-key", "root-key")).is_ok());
+        }
+    }
+
+    #[test]
+    fn jwt_validation() {
+        let a = auth();
+        let bearer = |t: String| headers("authorization", &format!("Bearer {t}"));
+        for (kid, alg, pem) in [
+            ("rsa-1", Algorithm::RS256, "rsa-1.pem"),
+            ("ec-1", Algorithm::ES256, "ec-1.pem"),
+            ("ed-1", Algorithm::EdDSA, "ed-1.pem"),
+        ] {
+            let p = a
+                .authenticate(&bearer(token(kid, alg, pem, claims(serde_json::json!({})))))
+                .unwrap_or_else(|e| panic!("{kid}: {e:?}"));
+            assert_eq!(p.name, "bob");
+            assert!(p.perms.allows_model("iris") && !p.perms.allows_model("x"));
+        }
+        let refused = |t: String| {
+            assert!(
+                matches!(a.authenticate(&bearer(t)), Err(Denied::Unauthenticated(_))),
+                "accepted"
+            )
+        };
+        // Signed by a key not in the JWKS, claiming the RSA key's kid.
+        refused(token(
+            "rsa-1",
+            Algorithm::RS256,
+            "rogue-rsa.pem",
+            claims(serde_json::json!({})),
+        ));
+        // Expired (beyond the leeway), not yet valid, wrong audience/issuer, no exp.
+        refused(token(
+            "rsa-1",
+            Algorithm::RS256,
+            "rsa-1.pem",
+            claims(serde_json::json!({"exp": now() - 60})),
+        ));
+        refused(token(
+            "ed-1",
+            Algorithm::EdDSA,
+            "ed-1.pem",
+            claims(serde_json::json!({"nbf": now() + 60})),
+        ));
+        refused(token(
+            "ed-1",
+            Algorithm::EdDSA,
+            "ed-1.pem",
+            claims(serde_json::json!({"aud": "other"})),
+        ));
+        refused(token(
+            "ed-1",
+            Algorithm::EdDSA,
+            "ed-1.pem",
+            claims(serde_json::json!({"iss": "evil"})),
+        ));
+        let mut no_exp = claims(serde_json::json!({}));
+        no_exp.as_object_mut().unwrap().remove("exp");
+        refused(token("ed-1", Algorithm::EdDSA, "ed-1.pem", no_exp));
+        // Within the leeway is fine.
+        assert!(a
+            .authenticate(&bearer(token(
+                "ed-1",
+                Algorithm::EdDSA,
+                "ed-1.pem",
+                claims(serde_json::json!({"exp": now() - 2}))
+            )))
+            .is_ok());
+        // A kid naming a key of another type.
+        refused(token(
+            "rsa-1",
+            Algorithm::EdDSA,
+            "ed-1.pem",
+            claims(serde_json::json!({})),
+        ));
+        // HS256 with the RSA public key as secret (algorithm confusion).
+        let hs = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(serde_json::json!({})),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        refused(hs);
+        refused("a.b.c".into());
+    }
+
+    #[test]
+    fn authorization_hides_existence() {
+        let a = auth();
+        let alice = a.authenticate(&headers("x-api-key", "alice-key")).unwrap();
+        assert!(a
+            .authorize(&alice, &http_action("/v2/models/iris/infer"))
+            .is_ok());
+        let other = a.authorize(&alice, &http_action("/v2/models/mlp/infer"));
+        let unknown = a.authorize(&alice, &http_action("/v2/models/nope/infer"));
+        assert!(matches!(other, Err(Denied::Forbidden(_))));
+        assert!(matches!(unknown, Err(Denied::Forbidden(_))));
+        assert!(matches!(
+            a.authorize(&alice, &http_action("/v2/repository/models/iris/load")),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(a.authorize(&alice, &http_action("/v2")).is_ok());
+    }
+
+    #[test]
+    fn routes_to_actions() {
+        use Action::*;
+        let m = |s: &str| Model(Cow::Owned(s.to_string()));
+        assert_eq!(http_action("/v2/health/live"), Health);
+        assert_eq!(http_action("/ping"), Health);
+        assert_eq!(http_action("/health"), Health);
+        assert_eq!(http_action("/metrics"), Metrics);
+        assert_eq!(http_action("/v2"), Server);
+        assert_eq!(http_action("/v2/"), Server);
+        assert_eq!(http_action("/version"), Server);
+        assert_eq!(http_action("/v2/models/stats"), Admin);
+        assert_eq!(http_action("/v2/models/iris"), m("iris"));
+        assert_eq!(http_action("/v2/models/iris/versions/2/infer"), m("iris"));
+        assert_eq!(http_action("/v2/models/a%20b/ready"), m("a b"));
+        assert_eq!(http_action("/v2/repository/index"), Admin);
+        assert_eq!(http_action("/v2/repository/models/iris/load"), Admin);
+        assert_eq!(http_action("/v1/models"), Admin);
+        assert_eq!(http_action("/v1/models/iris"), m("iris"));
+        assert_eq!(http_action("/v1/models/iris:predict"), m("iris"));
+        assert_eq!(http_action("/v1/models/iris%3Aexplain"), m("iris"));
+        assert_eq!(http_action("/invocations"), SingleModel);
+        assert_eq!(http_action("/elsewhere"), Server);
+        assert_eq!(
+            grpc_path_action("/grpc.health.v1.Health/Check"),
+            Some(Health)
+        );
+        assert_eq!(
+            grpc_path_action("/inference.GRPCInferenceService/ServerReady"),
+            Some(Health)
+        );
+        assert_eq!(
+            grpc_path_action("/inference.GRPCInferenceService/ModelInfer"),
+            None
+        );
+    }
+
+    #[test]
+    fn config_errors() {
+        let bad = |y: &str| {
+            let cfg: Result<AuthConfig, _> = serde_yaml::from_str(y);
+            match cfg {
+                Ok(c) => Auth::new(c, None, None).is_err(),
+                Err(_) => true,
+            }
+        };
+        assert!(bad("open_health: true\n"));
+        assert!(bad("api_keys: [{name: a, sha256: xyz}]\n"));
+        assert!(bad(&format!(
+            "api_keys: [{{name: a, sha256: {}, roles: [nope]}}]\n",
+            hash_key("k")
+        )));
+        assert!(bad("unknown_field: 1\n"));
+        assert!(!bad(&format!(
+            "api_keys: [{{name: a, sha256: {}}}]\n",
+            hash_key("k")
+        )));
+    }
+}
