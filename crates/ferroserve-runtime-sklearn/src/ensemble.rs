@@ -401,18 +401,26 @@ impl Estimator for GradientBoosting {
     }
 }
 
+/// One node of a [`HistTree`], packed so that a step touches one cache line.
+#[derive(Debug, Clone, Copy)]
+struct HistNode {
+    /// Split threshold, or the leaf value for leaves.
+    threshold: f64,
+    feature: u32,
+    left: u32,
+    right: u32,
+    /// Index into `left_bitsets` for categorical splits, else `NO_CAT`.
+    cat: u32,
+    missing_left: bool,
+    leaf: bool,
+}
+
+const NO_CAT: u32 = u32::MAX;
+
 /// One HistGradientBoosting tree (`TreePredictor.nodes`).
 #[derive(Debug, Clone)]
 struct HistTree {
-    value: Vec<f64>,
-    feature: Vec<usize>,
-    threshold: Vec<f64>,
-    missing_left: Vec<bool>,
-    left: Vec<usize>,
-    right: Vec<usize>,
-    leaf: Vec<bool>,
-    /// Per node: `Some(bitset index)` for categorical splits.
-    cat: Vec<Option<usize>>,
+    nodes: Vec<HistNode>,
     /// `raw_left_cat_bitsets`: 8 × u32 per bitset.
     left_bitsets: Vec<[u32; 8]>,
 }
@@ -477,7 +485,7 @@ impl HistTree {
             cat.push(if is_cat[i] != 0 {
                 let b = usize::try_from(bitset_idx[i])
                     .ok()
-                    .filter(|&b| b < left_bitsets.len());
+                    .filter(|&b| b < left_bitsets.len() && b < NO_CAT as usize);
                 Some(
                     b.ok_or_else(|| format!("TreePredictor node {i} has an invalid bitset index"))?,
                 )
@@ -485,78 +493,85 @@ impl HistTree {
                 None
             });
         }
-        let leaf: Vec<bool> = nodes
-            .field_i64("is_leaf")?
-            .into_iter()
-            .map(|v| v != 0)
-            .collect();
+        let leaf = nodes.field_i64("is_leaf")?;
         let left = nodes.field_i64("left")?;
         let right = nodes.field_i64("right")?;
         let feature = nodes.field_i64("feature_idx")?;
-        let mut t = HistTree {
-            value: nodes.field_f64("value")?,
-            feature: Vec::with_capacity(n),
-            threshold: nodes.field_f64("num_threshold")?,
-            missing_left: nodes
-                .field_i64("missing_go_to_left")?
-                .into_iter()
-                .map(|v| v != 0)
-                .collect(),
-            left: Vec::with_capacity(n),
-            right: Vec::with_capacity(n),
-            leaf,
-            cat,
-            left_bitsets,
-        };
+        let value = nodes.field_f64("value")?;
+        let threshold = nodes.field_f64("num_threshold")?;
+        let missing_left = nodes.field_i64("missing_go_to_left")?;
+        let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            if t.leaf[i] {
-                t.feature.push(0);
-                t.left.push(0);
-                t.right.push(0);
+            if leaf[i] != 0 {
+                out.push(HistNode {
+                    threshold: value[i],
+                    feature: 0,
+                    left: 0,
+                    right: 0,
+                    cat: NO_CAT,
+                    missing_left: false,
+                    leaf: true,
+                });
                 continue;
             }
-            let ok = |c: i64| usize::try_from(c).ok().filter(|&c| c > i && c < n);
+            let ok = |c: i64| {
+                usize::try_from(c)
+                    .ok()
+                    .filter(|&c| c > i && c < n)
+                    .and_then(|c| u32::try_from(c).ok())
+            };
             let (Some(l), Some(r)) = (ok(left[i]), ok(right[i])) else {
                 return Err(format!("TreePredictor node {i} has invalid children"));
             };
-            let f = usize::try_from(feature[i]).ok().filter(|&f| f < n_features);
-            t.feature.push(f.ok_or_else(|| {
+            let f = usize::try_from(feature[i])
+                .ok()
+                .filter(|&f| f < n_features)
+                .and_then(|f| u32::try_from(f).ok());
+            let f = f.ok_or_else(|| {
                 format!("TreePredictor node {i} splits on feature {}", feature[i])
-            })?);
-            t.left.push(l);
-            t.right.push(r);
+            })?;
+            out.push(HistNode {
+                threshold: threshold[i],
+                feature: f,
+                left: l,
+                right: r,
+                cat: cat[i].map_or(NO_CAT, |b| b as u32),
+                missing_left: missing_left[i] != 0,
+                leaf: false,
+            });
         }
-        Ok(t)
+        Ok(HistTree {
+            nodes: out,
+            left_bitsets,
+        })
     }
 
+    #[inline]
     fn predict(&self, row: &[f64], known: &[Option<[u32; 8]>]) -> f64 {
-        let mut n = 0;
-        while !self.leaf[n] {
-            let f = self.feature[n];
+        let mut node = &self.nodes[0];
+        while !node.leaf {
+            let f = node.feature as usize;
             let x = row[f];
-            let go_left = if x.is_nan() {
-                self.missing_left[n]
-            } else if let Some(b) = self.cat[n] {
-                if x < 0.0 {
-                    self.missing_left[n]
-                } else if in_bitset(&self.left_bitsets[b], x) {
-                    true
-                } else if known
-                    .get(f)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|k| in_bitset(k, x))
-                {
-                    false
-                } else {
-                    // unknown categories are treated as missing
-                    self.missing_left[n]
-                }
+            let go_left = if node.cat == NO_CAT {
+                // NaN compares false: it takes the missing-value branch
+                x <= node.threshold || (x.is_nan() && node.missing_left)
+            } else if x.is_nan() || x < 0.0 {
+                node.missing_left
+            } else if in_bitset(&self.left_bitsets[node.cat as usize], x) {
+                true
+            } else if known
+                .get(f)
+                .and_then(Option::as_ref)
+                .is_some_and(|k| in_bitset(k, x))
+            {
+                false
             } else {
-                x <= self.threshold[n]
+                // unknown categories are treated as missing
+                node.missing_left
             };
-            n = if go_left { self.left[n] } else { self.right[n] };
+            node = &self.nodes[if go_left { node.left } else { node.right } as usize];
         }
-        self.value[n]
+        node.threshold
     }
 }
 
@@ -687,13 +702,17 @@ impl HistGradientBoosting {
 
     fn raw(&self, x: &Matrix) -> Vec<f64> {
         let k = self.k;
-        let mut raw = vec![0.0; x.rows * k];
-        for (i, r) in raw.chunks_exact_mut(k).enumerate() {
-            r.iter_mut().zip(&self.baseline).for_each(|(a, b)| *a += b);
-            let row = x.row(i);
+        let mut raw: Vec<f64> = (0..x.rows * k).map(|i| self.baseline[i % k]).collect();
+        // trees outside, rows inside (in blocks): a tree's nodes stay in
+        // cache while the block's rows walk it, as scikit-learn does
+        const BLOCK: usize = 128;
+        for start in (0..x.rows).step_by(BLOCK) {
+            let end = (start + BLOCK).min(x.rows);
             for it in &self.iterations {
                 for (j, t) in it.iter().enumerate() {
-                    r[j] += t.predict(row, &self.known);
+                    for i in start..end {
+                        raw[i * k + j] += t.predict(x.row(i), &self.known);
+                    }
                 }
             }
         }

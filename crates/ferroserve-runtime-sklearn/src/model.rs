@@ -378,7 +378,32 @@ impl Model for SklearnModel {
     }
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        let all: Vec<usize> = (0..self.methods.len()).collect();
+        self.infer_outputs(inputs, &all)
+    }
+}
+
+impl SklearnModel {
+    /// Like [`Model::infer`], but computes only the outputs at the given
+    /// indices of the signature's outputs (returned in that order): a caller
+    /// wanting `output-0` alone skips e.g. `predict_proba`.
+    pub fn infer_outputs(
+        &self,
+        inputs: Vec<Tensor>,
+        which: &[usize],
+    ) -> Result<Vec<Tensor>, Error> {
+        let methods: Vec<Method> = which
+            .iter()
+            .map(|&i| {
+                self.methods
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| Error::invalid(format!("no output {i}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let specs: Vec<&TensorSpec> = which.iter().map(|&i| &self.signature.outputs[i]).collect();
         let x = self.decode(&inputs)?;
+        drop(inputs);
         let rows = x.rows();
         let results = if rows >= PARALLEL_MIN_ROWS && self.threads != 1 {
             let chunks = rayon::current_num_threads().max(1);
@@ -386,10 +411,10 @@ impl Model for SklearnModel {
             let starts: Vec<usize> = (0..rows).step_by(per).collect();
             let parts: Vec<Vec<Vec<f64>>> = starts
                 .par_iter()
-                .map(|&s| self.run(x.slice_rows(s, (s + per).min(rows)), &self.methods))
+                .map(|&s| self.run(x.slice_rows(s, (s + per).min(rows)), &methods))
                 .collect::<Result<_, _>>()
                 .map_err(Error::invalid)?;
-            let mut out = vec![Vec::new(); self.methods.len()];
+            let mut out = vec![Vec::new(); methods.len()];
             for p in parts {
                 for (o, v) in out.iter_mut().zip(p) {
                     o.extend(v);
@@ -397,16 +422,10 @@ impl Model for SklearnModel {
             }
             out
         } else {
-            self.run(x, &self.methods).map_err(Error::invalid)?
+            self.run(x, &methods).map_err(Error::invalid)?
         };
         let mut tensors = Vec::with_capacity(results.len());
-        for ((spec, m), values) in self
-            .signature
-            .outputs
-            .iter()
-            .zip(&self.methods)
-            .zip(results)
-        {
+        for ((spec, m), values) in specs.into_iter().zip(&methods).zip(results) {
             let mut shape = vec![rows];
             if spec.shape.len() == 2 {
                 shape.push(

@@ -235,6 +235,10 @@ impl Reader {
                         .ok_or("skops array shape is not a tuple of sizes")?,
                     None => vec![items.len()],
                 };
+                // skops writes `arr.tolist()`: an n-d object array (e.g.
+                // GradientBoosting's `estimators_`, shape (n_stages, K)) comes
+                // as nested lists; flatten them row-major like `np.array`.
+                let items = flatten_nested(items, &shape)?;
                 let dt = Dtype {
                     kind: 'O',
                     itemsize: 8,
@@ -248,6 +252,41 @@ impl Reader {
             other => Err(format!("unsupported skops array type {other:?}")),
         }
     }
+}
+
+/// Flattens nested lists (the `tolist()` of an object array of `shape`) into
+/// its row-major items. A 0-d or 1-d shape keeps the items as they are.
+fn flatten_nested(items: Vec<Value>, shape: &[usize]) -> Result<Vec<Value>, String> {
+    if shape.len() <= 1 {
+        return Ok(items);
+    }
+    if items.len() != shape[0] {
+        return Err(format!(
+            "skops object array of shape {shape:?} holds {} rows",
+            items.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for row in items {
+        let inner = match &row {
+            Value::List(l) => l.borrow().clone(),
+            Value::Tuple(t) => t.as_ref().clone(),
+            other => {
+                return Err(format!(
+                    "skops object array of shape {shape:?}: row is {}, expected a list",
+                    other.kind()
+                ))
+            }
+        };
+        if inner.len() != shape[1] {
+            return Err(format!(
+                "skops object array of shape {shape:?} has a row of {} items",
+                inner.len()
+            ));
+        }
+        out.extend(flatten_nested(inner, &shape[1..])?);
+    }
+    Ok(out)
 }
 
 fn json_scalar(v: &Json) -> Value {
@@ -459,6 +498,18 @@ pub fn parse_npy(b: &[u8]) -> Result<NdArray, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_object_rows_flatten() {
+        let row =
+            |a: i64, b: i64| Value::List(Rc::new(RefCell::new(vec![Value::Int(a), Value::Int(b)])));
+        let flat = flatten_nested(vec![row(1, 2), row(3, 4), row(5, 6)], &[3, 2]).unwrap();
+        let got: Vec<i64> = flat.iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
+        assert!(flatten_nested(vec![row(1, 2)], &[1, 3]).is_err());
+        assert!(flatten_nested(vec![Value::Int(1)], &[1, 1]).is_err());
+        assert_eq!(flatten_nested(vec![Value::Int(1)], &[1]).unwrap().len(), 1);
+    }
 
     #[test]
     fn npy_header() {

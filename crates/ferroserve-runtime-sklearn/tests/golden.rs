@@ -195,6 +195,32 @@ fn parity_1_3() {
     run_version("1.3");
 }
 
+/// skops stores GradientBoosting's `estimators_` (an object array of shape
+/// (n_stages, K)) as nested lists; both shapes must stay covered.
+#[test]
+fn skops_gradient_boosting_is_covered() {
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("manifest-v1.9.json")).unwrap(),
+    )
+    .unwrap();
+    for name in ["gb_reg", "gb_clf_multi"] {
+        let m = manifest["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap();
+        assert!(
+            m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["format"] == "skops"),
+            "{name} lacks a skops file"
+        );
+    }
+}
+
 #[test]
 fn fp32_input_accepted() {
     let dir = fixtures().join("v1.9/logreg_binary");
