@@ -98,3 +98,58 @@ pub fn infer_request(model: &str, body: &Value) -> Result<pb::ModelInferRequest>
     }
     Ok(req)
 }
+
+/// Moves every input's typed `contents` into `raw_input_contents` (little-endian, BYTES as
+/// 4-byte length prefixes), the form perf_analyzer and Triton's clients send.
+pub fn to_raw(req: &mut pb::ModelInferRequest) -> Result<()> {
+    let mut raws = Vec::new();
+    for input in &mut req.inputs {
+        let c = input.contents.take().unwrap_or_default();
+        let mut b: Vec<u8> = Vec::new();
+        match input.datatype.as_str() {
+            "BOOL" => b.extend(c.bool_contents.iter().map(|&x| x as u8)),
+            "INT8" => b.extend(c.int_contents.iter().map(|&x| x as i8 as u8)),
+            "INT16" => c
+                .int_contents
+                .iter()
+                .for_each(|&x| b.extend((x as i16).to_le_bytes())),
+            "INT32" => c
+                .int_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "INT64" => c
+                .int64_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "UINT8" => b.extend(c.uint_contents.iter().map(|&x| x as u8)),
+            "UINT16" => c
+                .uint_contents
+                .iter()
+                .for_each(|&x| b.extend((x as u16).to_le_bytes())),
+            "UINT32" => c
+                .uint_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "UINT64" => c
+                .uint64_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "FP32" => c
+                .fp32_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "FP64" => c
+                .fp64_contents
+                .iter()
+                .for_each(|&x| b.extend(x.to_le_bytes())),
+            "BYTES" => c.bytes_contents.iter().for_each(|x| {
+                b.extend((x.len() as u32).to_le_bytes());
+                b.extend_from_slice(x);
+            }),
+            other => bail!("datatype {other} not supported in raw form"),
+        }
+        raws.push(bytes::Bytes::from(b));
+    }
+    req.raw_input_contents = raws;
+    Ok(())
+}

@@ -66,6 +66,10 @@ struct Args {
     /// Per-request timeout, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// gRPC: send the tensors as little-endian `raw_input_contents` (as perf_analyzer does)
+    /// instead of typed `contents`.
+    #[arg(long)]
+    grpc_raw: bool,
     /// Tokio worker threads of the load generator (default: number of CPUs).
     #[arg(long)]
     threads: Option<usize>,
@@ -165,7 +169,10 @@ async fn run(args: Args) -> Result<()> {
             } else {
                 format!("http://{}", args.url)
             };
-            let req = json_to_pb::infer_request(&args.model, &body_json)?;
+            let mut req = json_to_pb::infer_request(&args.model, &body_json)?;
+            if args.grpc_raw {
+                json_to_pb::to_raw(&mut req)?;
+            }
             let mut clients = Vec::new();
             for _ in 0..args.concurrency {
                 // One Endpoint::connect = one HTTP/2 connection per worker.
@@ -197,10 +204,14 @@ async fn run(args: Args) -> Result<()> {
     tokio::time::sleep_until(window.start.into()).await;
     let server0 = args.server_pid.and_then(procstat::tree_cpu_seconds);
     let self0 = procstat::self_cpu_seconds();
+    let all0 = procstat::all_cpu_ticks();
+    let machine0 = procstat::machine_busy_seconds();
     let s0 = Instant::now();
     tokio::time::sleep_until(window.end.into()).await;
     let server1 = args.server_pid.and_then(procstat::tree_cpu_seconds);
     let self1 = procstat::self_cpu_seconds();
+    let all1 = procstat::all_cpu_ticks();
+    let machine1 = procstat::machine_busy_seconds();
     let measured_s = s0.elapsed().as_secs_f64();
 
     let mut lat = Vec::new();
@@ -244,9 +255,29 @@ async fn run(args: Args) -> Result<()> {
         ),
         _ => (Value::Null, Value::Null, Value::Null),
     };
+    // CPU used by every other process during the window: a noisy-neighbour check.
+    let mut exclude = args
+        .server_pid
+        .map(procstat::process_tree)
+        .unwrap_or_default();
+    exclude.push(std::process::id() as i32);
+    // Two estimates, each blind in its own way: per-process deltas miss processes that exited
+    // during the window (short compiler runs); machine busy time less ours is tick-sampled and reads
+    // up to ~0.2 cores low under a ping-pong load. Take the larger.
+    let mut others = procstat::others_cpu_seconds(&all0, &all1, &exclude);
+    if let (Some(m0), Some(m1)) = (machine0, machine1) {
+        let server = match (server0, server1) {
+            (Some((x, _)), Some((y, _))) => y - x,
+            _ => 0.0,
+        };
+        others = others.max((m1 - m0) - server - (self1 - self0));
+    }
+    let others = others.max(0.0);
+    let other_cpu_cores = json!((others / measured_s * 1000.0).round() / 1000.0);
     let out = json!({
         "label": args.label,
         "protocol": match args.protocol { Protocol::Http => "http", Protocol::Grpc => "grpc" },
+        "grpc_raw": args.grpc_raw,
         "url": args.url,
         "model": args.model,
         "concurrency": args.concurrency,
@@ -263,6 +294,7 @@ async fn run(args: Args) -> Result<()> {
         "server_cpu_cores": server_cpu_cores,
         "loadgen_cpu_us_per_req": per_req(self1 - self0),
         "loadgen_cpu_cores": ((self1 - self0) / measured_s * 1000.0).round() / 1000.0,
+        "other_cpu_cores": other_cpu_cores,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{out}");

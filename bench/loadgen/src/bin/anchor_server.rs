@@ -3,6 +3,9 @@
 //! `ModelInferResponse`. No parsing, no model: it shows what the transport stack
 //! (hyper / tonic on tokio) and the load generator cost on this machine.
 //!
+//! GETs answer just enough (model metadata, Triton model configuration, health) for
+//! Triton's perf_analyzer to run against it too.
+//!
 //!     anchor-server --http_port 8080 --grpc_port 8081
 
 use std::convert::Infallible;
@@ -35,6 +38,18 @@ struct Args {
 
 const JSON_RESPONSE: &str = r#"{"model_name":"iris","model_version":"1","outputs":[{"name":"probabilities","shape":[1,3],"datatype":"FP32","data":[0.9947719,0.0052280775,8.04853e-10]}]}"#;
 
+const JSON_METADATA: &str = r#"{"name":"iris","versions":["1"],"platform":"onnxruntime_onnx","inputs":[{"name":"input","datatype":"FP32","shape":[-1,4]}],"outputs":[{"name":"probabilities","datatype":"FP32","shape":[-1,3]}]}"#;
+const JSON_CONFIG: &str = r#"{"name":"iris","platform":"onnxruntime_onnx","backend":"onnxruntime","max_batch_size":1024,"input":[{"name":"input","data_type":"TYPE_FP32","dims":[4]}],"output":[{"name":"probabilities","data_type":"TYPE_FP32","dims":[3]}],"instance_group":[{"count":1,"kind":"KIND_CPU"}]}"#;
+const JSON_SERVER: &str = r#"{"name":"anchor","version":"0","extensions":["model_configuration"]}"#;
+
+fn tensor_md(name: &str, shape: Vec<i64>) -> pb::model_metadata_response::TensorMetadata {
+    pb::model_metadata_response::TensorMetadata {
+        name: name.into(),
+        datatype: "FP32".into(),
+        shape,
+    }
+}
+
 fn grpc_response() -> pb::ModelInferResponse {
     pb::ModelInferResponse {
         model_name: "iris".into(),
@@ -43,12 +58,15 @@ fn grpc_response() -> pb::ModelInferResponse {
             name: "probabilities".into(),
             datatype: "FP32".into(),
             shape: vec![1, 3],
-            contents: Some(pb::InferTensorContents {
-                fp32_contents: vec![0.994_771_9, 0.005_228_077_5, 8.04853e-10],
-                ..Default::default()
-            }),
             ..Default::default()
         }],
+        // Raw little-endian output, as Triton (and perf_analyzer's client, which crashes on
+        // typed output contents) expects.
+        raw_output_contents: vec![[0.994_771_9f32, 0.005_228_077_5, 8.04853e-10]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into()],
         ..Default::default()
     }
 }
@@ -106,6 +124,24 @@ async fn serve_http(listener: tokio::net::TcpListener) -> Result<()> {
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let body = body.clone();
                 async move {
+                    if req.method() == hyper::Method::GET {
+                        let path = req.uri().path();
+                        let text = if path.ends_with("/config") {
+                            JSON_CONFIG
+                        } else if path.starts_with("/v2/models/") {
+                            JSON_METADATA
+                        } else if path.starts_with("/v2/health") {
+                            ""
+                        } else {
+                            JSON_SERVER
+                        };
+                        return Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header(hyper::header::CONTENT_TYPE, "application/json")
+                                .body(Full::new(Bytes::from_static(text.as_bytes())))
+                                .expect("static response"),
+                        );
+                    }
                     // Read the request body as a real server must.
                     let _ = req.into_body().collect().await;
                     Ok::<_, Infallible>(
@@ -147,13 +183,23 @@ impl GrpcInferenceService for Anchor {
         &self,
         _: Request<pb::ServerMetadataRequest>,
     ) -> Res<pb::ServerMetadataResponse> {
-        Err(Status::unimplemented("anchor"))
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: "anchor".into(),
+            version: "0".into(),
+            extensions: vec!["model_configuration".into()],
+        }))
     }
     async fn model_metadata(
         &self,
         _: Request<pb::ModelMetadataRequest>,
     ) -> Res<pb::ModelMetadataResponse> {
-        Err(Status::unimplemented("anchor"))
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: "iris".into(),
+            versions: vec!["1".into()],
+            platform: "onnxruntime_onnx".into(),
+            inputs: vec![tensor_md("input", vec![-1, 4])],
+            outputs: vec![tensor_md("probabilities", vec![-1, 3])],
+        }))
     }
     async fn model_infer(&self, _: Request<pb::ModelInferRequest>) -> Res<pb::ModelInferResponse> {
         Ok(Response::new(self.resp.clone()))
@@ -171,7 +217,27 @@ impl GrpcInferenceService for Anchor {
         &self,
         _: Request<pb::ModelConfigRequest>,
     ) -> Res<pb::ModelConfigResponse> {
-        Err(Status::unimplemented("anchor"))
+        let fp32 = pb::DataType::TypeFp32 as i32;
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(pb::ModelConfig {
+                name: "iris".into(),
+                platform: "onnxruntime_onnx".into(),
+                backend: "onnxruntime".into(),
+                max_batch_size: 1024,
+                input: vec![pb::ModelInput {
+                    name: "input".into(),
+                    data_type: fp32,
+                    dims: vec![4],
+                    ..Default::default()
+                }],
+                output: vec![pb::ModelOutput {
+                    name: "probabilities".into(),
+                    data_type: fp32,
+                    dims: vec![3],
+                }],
+                ..Default::default()
+            }),
+        }))
     }
     async fn model_statistics(
         &self,
