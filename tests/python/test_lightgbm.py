@@ -141,3 +141,24 @@ def test_bad_requests(lgb_server):
     c = requests.post(f"{lgb_server.url}/v2/models/lgb_multiclass/infer", json={
         "inputs": [{"name": "input-0", "datatype": "INT32", "shape": [1, 10], "data": [0] * 10}]})
     assert c.status_code == 400
+
+
+def test_rows_and_inputs_by_feature_name(lgb_server):
+    """v1 rows keyed by feature name and v2 one column per feature map onto the model's columns
+    (in the model's feature order, whatever order the client uses); absent features are missing."""
+    names = requests.get(f"{lgb_server.url}/v2/models/lgb_multiclass").json()["parameters"]["feature_names"]
+    x = rows("num")
+    idx = np.flatnonzero(np.isfinite(x).all(axis=1))[:20]
+    want = expected("multiclass")[idx]
+    records = [dict(reversed(list(zip(names, map(float, row))))) for row in x[idx]]
+    r = requests.post(f"{lgb_server.url}/v1/models/lgb_multiclass:predict", json={"instances": records})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), want, rtol=1e-6, atol=1e-9)
+    cols = [{"name": n, "shape": [len(idx)], "datatype": "FP64", "data": x[idx, j].tolist()}
+            for j, n in reversed(list(enumerate(names)))]
+    r = requests.post(f"{lgb_server.url}/v2/models/lgb_multiclass/infer", json={"inputs": cols})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(want.shape), want, rtol=1e-6, atol=1e-9)
+    bad = requests.post(f"{lgb_server.url}/v2/models/lgb_multiclass/infer",
+                        json={"inputs": [{"name": "no_such_feature", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
+    assert bad.status_code == 400 and "one column per feature" in bad.json()["error"]

@@ -4,14 +4,83 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::datatype::DataType;
 use crate::error::Error;
 use crate::registry::ServedModel;
 use crate::request::{InferRequest, InferResponse};
 use crate::tensor::Tensor;
 
+/// For a model with one `[N, F]` input whose metadata lists `feature_names`:
+/// a request that sends one `[N]` (or `[N, 1]`) numeric column per feature,
+/// named by feature, is assembled into that matrix (absent features are
+/// missing, NaN). Any other request is returned unchanged.
+fn assemble_feature_columns(
+    model: &ServedModel,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, Error> {
+    let sig = model.signature();
+    let [spec] = sig.inputs.as_slice() else {
+        return Ok(inputs);
+    };
+    if spec.shape.len() != 2 || inputs.is_empty() || inputs.iter().any(|t| t.name == spec.name) {
+        return Ok(inputs);
+    }
+    let meta = model.model.metadata_parameters();
+    let Some(names) = meta.get("feature_names").and_then(|v| v.as_array()) else {
+        return Ok(inputs);
+    };
+    let names: Vec<&str> = names.iter().filter_map(|v| v.as_str()).collect();
+    if names.is_empty() || (spec.shape[1] >= 0 && spec.shape[1] as usize != names.len()) {
+        return Ok(inputs);
+    }
+    let rows = inputs[0].shape.first().copied().unwrap_or(0);
+    let f = names.len();
+    let mut matrix = vec![f64::NAN; rows.saturating_mul(f)];
+    for t in &inputs {
+        let Some(col) = names.iter().position(|n| *n == t.name) else {
+            return Err(Error::invalid(format!(
+                "unexpected input '{}' for model '{}' (expected '{}', or one column per feature: {})",
+                t.name,
+                model.name,
+                spec.name,
+                names.join(", ")
+            )));
+        };
+        if !(t.shape == [rows] || t.shape == [rows, 1]) {
+            return Err(Error::invalid(format!(
+                "feature column '{}' has shape {:?}; every column must be [{rows}] or [{rows}, 1]",
+                t.name, t.shape
+            )));
+        }
+        let values: Vec<f64> = match t.datatype {
+            DataType::F64 => t.to_vec::<f64>()?,
+            DataType::F32 => t.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
+            DataType::I64 => t.to_vec::<i64>()?.into_iter().map(|v| v as f64).collect(),
+            DataType::I32 => t.to_vec::<i32>()?.into_iter().map(f64::from).collect(),
+            other => {
+                return Err(Error::invalid(format!(
+                    "feature column '{}' has datatype {other}; use FP32, FP64, INT32 or INT64",
+                    t.name
+                )))
+            }
+        };
+        for (r, v) in values.into_iter().enumerate() {
+            matrix[r * f + col] = v;
+        }
+    }
+    let t = if spec.accepts_datatype(DataType::F64) {
+        Tensor::from_vec(spec.name.clone(), vec![rows, f], matrix)?
+    } else {
+        let m32: Vec<f32> = matrix.into_iter().map(|v| v as f32).collect();
+        Tensor::from_vec(spec.name.clone(), vec![rows, f], m32)?
+    };
+    Ok(vec![t])
+}
+
 /// Checks the inputs against the model's signature and orders them as the
 /// signature does. Every check a runtime relies on happens here.
 pub fn validate_inputs(model: &ServedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+    let inputs = assemble_feature_columns(model, inputs)?;
     let sig = model.signature();
     let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
     for t in inputs {

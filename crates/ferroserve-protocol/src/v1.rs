@@ -9,7 +9,9 @@
 //! is that output's row; with several, each prediction is an object
 //! `{output_name: row}`.
 
-use ferroserve_core::{Error, InferRequest, InferResponse, Signature, Tensor, TensorSpec};
+use ferroserve_core::{
+    DataType, Error, InferRequest, InferResponse, Signature, Tensor, TensorSpec,
+};
 use serde_json::{Map, Value};
 
 use crate::json_data::{parse_data, FlatData};
@@ -43,12 +45,22 @@ pub fn decode_request(body: &[u8], sig: &Signature) -> Result<InferRequest, Erro
     };
     let mut inputs = Vec::with_capacity(columns.len());
     for (name, value) in columns {
-        let spec = sig
-            .inputs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| Error::invalid(format!("unexpected input '{name}'")))?;
-        inputs.push(column_tensor(spec, &value)?);
+        match sig.inputs.iter().find(|s| s.name == name) {
+            Some(spec) => inputs.push(column_tensor(spec, &value)?),
+            None => {
+                // A column named by feature (e.g. `{"instances": [{"age": 31, ...}]}` for a
+                // model with one `[N, F]` input): sent on as a column of its own; the core
+                // assembles feature columns into the model's matrix, or refuses the name.
+                let is_text =
+                    matches!(&value, Value::Array(v) if v.first().is_some_and(Value::is_string));
+                let dt = if is_text {
+                    DataType::Bytes
+                } else {
+                    DataType::F64
+                };
+                inputs.push(column_tensor(&TensorSpec::new(name, dt, vec![-1]), &value)?);
+            }
+        }
     }
     Ok(InferRequest {
         inputs,
@@ -76,8 +88,7 @@ fn single_input(sig: &Signature) -> Result<&TensorSpec, Error> {
 }
 
 fn rows_to_columns(rows: Vec<Value>, sig: &Signature) -> Result<Vec<(String, Value)>, Error> {
-    let object_rows = rows.first().is_some_and(Value::is_object)
-        && !(sig.inputs.len() == 1 && rows.iter().all(|r| !is_named_row(r, sig)));
+    let object_rows = rows.first().is_some_and(Value::is_object);
     if !object_rows {
         let spec = single_input(sig)?;
         return Ok(vec![(spec.name.clone(), Value::Array(rows))]);
@@ -107,10 +118,6 @@ fn rows_to_columns(rows: Vec<Value>, sig: &Signature) -> Result<Vec<(String, Val
         .into_iter()
         .map(|(k, v)| (k, Value::Array(v)))
         .collect())
-}
-
-fn is_named_row(row: &Value, sig: &Signature) -> bool {
-    matches!(row, Value::Object(m) if m.keys().all(|k| sig.inputs.iter().any(|s| &s.name == k)))
 }
 
 /// Shape of a regular nested list; errors on ragged lists.
@@ -191,7 +198,6 @@ fn nest(it: &mut impl Iterator<Item = Value>, shape: &[usize]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferroserve_core::DataType;
 
     fn sig(inputs: Vec<TensorSpec>) -> Signature {
         Signature {
