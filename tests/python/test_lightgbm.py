@@ -40,7 +40,8 @@ def lgb_server(tmp_path_factory):
     for served, fixture, target in [("lgb_multiclass", "multiclass", "model.txt"),
                                     ("lgb_bst", "early_stopping", "model.bst"),
                                     ("lgb_cat", "categorical_binary", "booster.txt"),
-                                    ("lgb_missing", "regression", "model.txt")]:
+                                    ("lgb_missing", "regression", "model.txt"),
+                                    ("lgb_pandas", "pandas_categorical", "model.txt")]:
         d = repo / served / "1"
         d.mkdir(parents=True)
         shutil.copy(LGB / fixture / SPECS[fixture]["file"], d / target)
@@ -162,3 +163,25 @@ def test_rows_and_inputs_by_feature_name(lgb_server):
     bad = requests.post(f"{lgb_server.url}/v2/models/lgb_multiclass/infer",
                         json={"inputs": [{"name": "no_such_feature", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
     assert bad.status_code == 400 and "one column per feature" in bad.json()["error"]
+
+
+def test_categories_by_value(lgb_server):
+    """pandas `category` columns sent as strings map to LightGBM's category codes."""
+    meta = requests.get(f"{lgb_server.url}/v2/models/lgb_pandas").json()["parameters"]
+    names, cats = meta["feature_names"], meta["categorical_values"]
+    assert set(cats) == {"color", "shape"}
+    x = rows("pandas")
+    idx = np.flatnonzero(np.isfinite(x).all(axis=1) & (x[:, 0] >= 0) & (x[:, 2] >= 0))[:30]
+    want = expected("pandas_categorical")[idx]
+    records = []
+    for row in x[idx]:
+        rec = {}
+        for j, n in enumerate(names):
+            rec[n] = cats[n][int(row[j])] if n in cats else float(row[j])
+        records.append(rec)
+    r = requests.post(f"{lgb_server.url}/v1/models/lgb_pandas:predict", json={"instances": records})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.array(r.json()["predictions"]).reshape(-1), want, rtol=1e-6, atol=1e-9)
+    # An unknown category is missing (NaN), as in LightGBM's predict(DataFrame).
+    rec = dict(records[0], color="no-such-colour")
+    assert requests.post(f"{lgb_server.url}/v1/models/lgb_pandas:predict", json={"instances": [rec]}).status_code == 200

@@ -57,9 +57,34 @@ fn assemble_feature_columns(
             DataType::F32 => t.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
             DataType::I64 => t.to_vec::<i64>()?.into_iter().map(|v| v as f64).collect(),
             DataType::I32 => t.to_vec::<i32>()?.into_iter().map(f64::from).collect(),
+            DataType::Bytes => {
+                // A categorical feature sent by value: its code is the
+                // value's position in the model's category list, NaN when
+                // unknown.
+                let cats = meta
+                    .get("categorical_values")
+                    .and_then(|c| c.get(t.name.as_str()))
+                    .and_then(|c| c.as_array())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "feature column '{}' holds strings but is not a categorical feature of model '{}'",
+                            t.name, model.name
+                        ))
+                    })?;
+                t.strings()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| {
+                        let s = String::from_utf8_lossy(b);
+                        cats.iter()
+                            .position(|c| c.as_str() == Some(s.as_ref()))
+                            .map_or(f64::NAN, |p| p as f64)
+                    })
+                    .collect()
+            }
             other => {
                 return Err(Error::invalid(format!(
-                    "feature column '{}' has datatype {other}; use FP32, FP64, INT32 or INT64",
+                    "feature column '{}' has datatype {other}; use FP32, FP64, INT32, INT64 or BYTES (categories)",
                     t.name
                 )))
             }

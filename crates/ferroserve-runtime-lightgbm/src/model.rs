@@ -439,6 +439,26 @@ impl Model for LightgbmModel {
         if !self.feature_names().is_empty() {
             m.insert("feature_names".into(), self.feature_names().into());
         }
+        // pandas `category` columns: the k-th index of `categorical_feature`
+        // takes the k-th list of `pandas_categorical`; a value's code is its
+        // position in that list (what LightGBM's `predict(DataFrame)` does).
+        let cat_idx: Vec<usize> = self
+            .parameters()
+            .iter()
+            .find(|(k, _)| k == "categorical_feature")
+            .map(|(_, v)| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        if let Some(serde_json::Value::Array(lists)) = self.pandas_categorical() {
+            let mut cats = serde_json::Map::new();
+            for (idx, list) in cat_idx.iter().zip(lists) {
+                if let Some(name) = self.feature_names().get(*idx) {
+                    cats.insert(name.clone(), list.clone());
+                }
+            }
+            if !cats.is_empty() {
+                m.insert("categorical_values".into(), serde_json::Value::Object(cats));
+            }
+        }
         m
     }
 
