@@ -109,6 +109,35 @@ pub struct LoadContext {
     pub config: ModelConfig,
 }
 
+/// Finds a runtime's model file in `dir` without recursing: the first of
+/// `names` that `is_mine` accepts, else the folder's only file with one of
+/// `extensions` (lower-case, no dot) that `is_mine` accepts. Two candidates
+/// of the second kind are ambiguous: `None`.
+pub fn detect_model_file(
+    dir: &Path,
+    names: &[&str],
+    extensions: &[&str],
+    is_mine: impl Fn(&Path) -> bool,
+) -> Option<String> {
+    for name in names {
+        let p = dir.join(name);
+        if p.is_file() && is_mine(&p) {
+            return Some(name.to_string());
+        }
+    }
+    let mut found = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
+            let path = e.path();
+            (extensions.contains(&ext.as_str()) && path.is_file() && is_mine(&path)).then_some(name)
+        });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
 /// A model format: it recognises a folder and loads models from it.
 pub trait Runtime: Send + Sync + 'static {
     /// Format name used by `--model_format` and `model.yaml` (`onnx`, …).

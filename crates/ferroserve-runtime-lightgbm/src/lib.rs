@@ -90,24 +90,12 @@ impl Runtime for LightgbmRuntime {
     }
 
     fn detect(&self, dir: &Path) -> Option<String> {
-        for name in MODEL_FILES {
-            let p = dir.join(name);
-            if p.is_file() && is_lightgbm_file(&p) {
-                return Some(name.to_string());
-            }
-        }
-        let mut found = fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
-                let path = e.path();
-                ((ext == "txt" || ext == "bst") && path.is_file() && is_lightgbm_file(&path))
-                    .then_some(name)
-            });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
+        ferroserve_core::model::detect_model_file(
+            dir,
+            &MODEL_FILES,
+            &["txt", "bst"],
+            is_lightgbm_file,
+        )
     }
 
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {

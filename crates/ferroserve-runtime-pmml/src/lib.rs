@@ -120,21 +120,7 @@ impl Runtime for PmmlRuntime {
     }
 
     fn detect(&self, dir: &Path) -> Option<String> {
-        let p = dir.join(MODEL_FILE);
-        if p.is_file() && is_pmml_file(&p) {
-            return Some(MODEL_FILE.to_string());
-        }
-        let mut found = fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
-                let path = e.path();
-                (ext == "pmml" && path.is_file() && is_pmml_file(&path)).then_some(name)
-            });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
+        ferroserve_core::model::detect_model_file(dir, &[MODEL_FILE], &["pmml"], is_pmml_file)
     }
 
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {

@@ -119,24 +119,7 @@ impl Runtime for SklearnRuntime {
     }
 
     fn detect(&self, dir: &Path) -> Option<String> {
-        for name in MODEL_FILES {
-            let p = dir.join(name);
-            if p.is_file() && is_sklearn_file(&p) {
-                return Some(name.to_string());
-            }
-        }
-        let mut found = fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
-                let path = e.path();
-                (EXTENSIONS.contains(&ext.as_str()) && path.is_file() && is_sklearn_file(&path))
-                    .then_some(name)
-            });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
+        ferroserve_core::model::detect_model_file(dir, &MODEL_FILES, &EXTENSIONS, is_sklearn_file)
     }
 
     fn load(&self, dir: &Path, ctx: &LoadContext) -> Result<Arc<dyn Model>, Error> {
