@@ -6,6 +6,7 @@ pub mod config;
 pub mod datatype;
 pub mod error;
 pub mod executor;
+pub mod generate;
 pub mod model;
 pub mod parameters;
 pub mod pbtxt;

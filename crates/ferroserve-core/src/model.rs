@@ -96,6 +96,16 @@ pub trait Model: Send + Sync + 'static {
     fn metadata_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
     }
+
+    /// The model as a text generator, when it is a language model.
+    fn as_generator(&self) -> Option<&dyn crate::generate::TextGenerator> {
+        None
+    }
+
+    /// The model as an embedder, when it turns text into vectors.
+    fn as_embedder(&self) -> Option<&dyn crate::generate::Embedder> {
+        None
+    }
 }
 
 /// Settings handed to a runtime when it loads a model.

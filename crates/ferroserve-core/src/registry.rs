@@ -162,7 +162,13 @@ impl Registry {
 
     /// Formats this registry can load.
     pub fn formats(&self) -> Vec<&'static str> {
-        self.runtimes.iter().map(|r| r.format()).collect()
+        let mut out: Vec<&'static str> = Vec::new();
+        for r in &self.runtimes {
+            if !out.contains(&r.format()) {
+                out.push(r.format());
+            }
+        }
+        out
     }
 
     /// Marks the server ready (after start-up loading) or not (shutting down).
@@ -495,11 +501,18 @@ impl Registry {
             .as_ref()
             .or(self.options.format_override.as_ref());
         if let Some(fmt) = forced {
-            return self
+            // Several runtimes may share a format name (`huggingface`:
+            // decoders and encoders); the one that recognises the folder wins.
+            let named: Vec<&Arc<dyn Runtime>> = self
                 .runtimes
                 .iter()
-                .find(|r| r.format().eq_ignore_ascii_case(fmt))
-                .cloned()
+                .filter(|r| r.format().eq_ignore_ascii_case(fmt))
+                .collect();
+            return named
+                .iter()
+                .find(|r| r.detect(dir).is_some())
+                .or_else(|| named.first())
+                .map(|r| Arc::clone(r))
                 .ok_or_else(|| {
                     Error::Load(format!(
                         "unknown model format '{fmt}' (this server knows: {})",

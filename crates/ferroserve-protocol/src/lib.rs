@@ -4,5 +4,6 @@
 
 pub mod grpc;
 pub mod json_data;
+pub mod openai;
 pub mod v1;
 pub mod v2;

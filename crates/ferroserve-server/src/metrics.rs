@@ -322,9 +322,139 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
         o.histogram("ferroserve_grpc_request_duration_seconds", &l, &h);
     }
 
+    // Language models (vLLM's metric names, so its dashboards work).
+    llm_metrics(&mut o, &models);
+
     // Process.
     process_metrics(&mut o, started);
     o.0
+}
+
+/// Engine metrics of every loaded text generator, under vLLM's names.
+fn llm_metrics(o: &mut Out, models: &[Arc<ferroserve_core::ServedModel>]) {
+    let snapshots: Vec<(String, ferroserve_core::generate::GeneratorMetrics)> = models
+        .iter()
+        .filter_map(|m| {
+            let g = m.model.as_generator()?.metrics()?;
+            Some((format!("model_name=\"{}\"", esc(&m.name)), g))
+        })
+        .collect();
+    if snapshots.is_empty() {
+        return;
+    }
+    type Pick = fn(&ferroserve_core::generate::GeneratorMetrics) -> f64;
+    let scalars: [(&str, &str, &str, Pick); 8] = [
+        (
+            "vllm:num_requests_running",
+            "gauge",
+            "sequences in the running batch",
+            |g| g.running as f64,
+        ),
+        (
+            "vllm:num_requests_waiting",
+            "gauge",
+            "requests waiting to be scheduled",
+            |g| g.waiting as f64,
+        ),
+        (
+            "vllm:kv_cache_usage_perc",
+            "gauge",
+            "fraction of the KV-cache budget in use (1 = full)",
+            |g| g.kv_cache_usage,
+        ),
+        (
+            "vllm:prompt_tokens_total",
+            "counter",
+            "prompt tokens processed",
+            |g| g.prompt_tokens_total as f64,
+        ),
+        (
+            "vllm:generation_tokens_total",
+            "counter",
+            "tokens generated",
+            |g| g.generation_tokens_total as f64,
+        ),
+        (
+            "vllm:num_preemptions_total",
+            "counter",
+            "sequences preempted (KV cache full) and recomputed later",
+            |g| g.preemptions_total as f64,
+        ),
+        (
+            "vllm:prefix_cache_queries_total",
+            "counter",
+            "prompt tokens looked up in the prefix cache",
+            |g| g.prefix_cache_queries_total as f64,
+        ),
+        (
+            "vllm:prefix_cache_hits_total",
+            "counter",
+            "prompt tokens found in the prefix cache",
+            |g| g.prefix_cache_hits_total as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in scalars {
+        o.head(name, kind, help);
+        for (l, g) in &snapshots {
+            o.sample(name, l, pick(g));
+        }
+    }
+    o.head(
+        "vllm:request_success_total",
+        "counter",
+        "finished requests by reason (stop, length, abort)",
+    );
+    for (l, g) in &snapshots {
+        for (reason, n) in &g.finished_total {
+            o.sample(
+                "vllm:request_success_total",
+                &format!("{l},finished_reason=\"{reason}\""),
+                n,
+            );
+        }
+    }
+    type Hist = fn(
+        &ferroserve_core::generate::GeneratorMetrics,
+    ) -> &ferroserve_core::generate::LatencyHistogram;
+    let hists: [(&str, &str, Hist); 3] = [
+        (
+            "vllm:time_to_first_token_seconds",
+            "time from arrival to the first generated token",
+            |g| &g.time_to_first_token,
+        ),
+        (
+            "vllm:inter_token_latency_seconds",
+            "time between consecutive generated tokens",
+            |g| &g.inter_token_latency,
+        ),
+        (
+            "vllm:e2e_request_latency_seconds",
+            "time from arrival to the end of the request",
+            |g| &g.e2e_latency,
+        ),
+    ];
+    for (name, help, pick) in hists {
+        o.head(name, "histogram", help);
+        for (l, g) in &snapshots {
+            let h = pick(g);
+            let mut cumulative = 0u64;
+            for (le, n) in h.bounds.iter().zip(&h.counts) {
+                cumulative += n;
+                o.sample(
+                    &format!("{name}_bucket"),
+                    &format!("{l},le=\"{le}\""),
+                    cumulative,
+                );
+            }
+            o.sample(
+                &format!("{name}_bucket"),
+                &format!("{l},le=\"+Inf\""),
+                h.count(),
+            );
+            o.sample(&format!("{name}_sum"), l, h.sum);
+            o.sample(&format!("{name}_count"), l, h.count());
+        }
+    }
 }
 
 fn process_metrics(o: &mut Out, started: Instant) {

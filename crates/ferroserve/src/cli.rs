@@ -243,4 +243,108 @@ pub struct ServeArgs {
         default_value_t = 30.0
     )]
     pub drain_timeout: f64,
+
+    /// A HuggingFace model id (`org/name`) to serve from the local HuggingFace
+    /// cache (`$HF_HOME/hub`, else ~/.cache/huggingface/hub); nothing is downloaded.
+    #[arg(
+        long = "model_id",
+        visible_alias = "model-id",
+        env = "FERROSERVE_MODEL_ID"
+    )]
+    pub model_id: Option<String>,
+
+    /// HuggingFace task (KServe's `--task`): text_generation, text_embedding,
+    /// sequence_classification, token_classification, fill_mask (default: from the model's architecture).
+    #[arg(long, env = "FERROSERVE_TASK")]
+    pub task: Option<String>,
+
+    /// Language models: compute dtype of safetensors weights (auto, float32, bfloat16, float16).
+    #[arg(long, env = "FERROSERVE_DTYPE")]
+    pub dtype: Option<String>,
+
+    /// Language models: longest prompt plus completion in tokens (default: the model's).
+    #[arg(
+        long = "max_model_len",
+        visible_alias = "max-model-len",
+        env = "FERROSERVE_MAX_MODEL_LEN"
+    )]
+    pub max_model_len: Option<usize>,
+
+    /// Language models: KV-cache memory budget (e.g. `4GiB`; default: a quarter of available memory, at most 4 GiB).
+    #[arg(
+        long = "kv_cache_memory",
+        visible_alias = "kv-cache-memory",
+        env = "FERROSERVE_KV_CACHE_MEMORY"
+    )]
+    pub kv_cache_memory: Option<String>,
+
+    /// Language models: KV-cache budget as a fraction of available memory (0..1).
+    #[arg(
+        long = "kv_cache_fraction",
+        visible_alias = "kv-cache-fraction",
+        env = "FERROSERVE_KV_CACHE_FRACTION"
+    )]
+    pub kv_cache_fraction: Option<f64>,
+
+    /// Language models: most sequences in the running batch (default 32).
+    #[arg(
+        long = "max_num_seqs",
+        visible_alias = "max-num-seqs",
+        env = "FERROSERVE_MAX_NUM_SEQS"
+    )]
+    pub max_num_seqs: Option<usize>,
+
+    /// Language models: most tokens per engine step, prefill chunks included (default 512).
+    #[arg(
+        long = "max_num_batched_tokens",
+        visible_alias = "max-num-batched-tokens",
+        env = "FERROSERVE_MAX_NUM_BATCHED_TOKENS"
+    )]
+    pub max_num_batched_tokens: Option<usize>,
+
+    /// Language models: most waiting requests; more get 429 (default 256).
+    #[arg(
+        long = "max_waiting_requests",
+        visible_alias = "max-waiting-requests",
+        env = "FERROSERVE_MAX_WAITING_REQUESTS"
+    )]
+    pub max_waiting_requests: Option<usize>,
+
+    /// Language models: reuse the KV cache of shared prompt prefixes.
+    #[arg(long = "enable_prefix_caching", visible_alias = "enable-prefix-caching", env = "FERROSERVE_ENABLE_PREFIX_CACHING", action = clap::ArgAction::Set)]
+    pub enable_prefix_caching: Option<bool>,
+}
+
+impl ServeArgs {
+    /// Model parameters set by the language-model flags, by parameter name.
+    pub fn llm_parameters(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k, v));
+            }
+        };
+        put("task", self.task.clone());
+        put("dtype", self.dtype.clone());
+        put("max_model_len", self.max_model_len.map(|v| v.to_string()));
+        put("kv_cache_memory", self.kv_cache_memory.clone());
+        put(
+            "kv_cache_fraction",
+            self.kv_cache_fraction.map(|v| v.to_string()),
+        );
+        put("max_num_seqs", self.max_num_seqs.map(|v| v.to_string()));
+        put(
+            "max_num_batched_tokens",
+            self.max_num_batched_tokens.map(|v| v.to_string()),
+        );
+        put(
+            "max_waiting",
+            self.max_waiting_requests.map(|v| v.to_string()),
+        );
+        put(
+            "enable_prefix_caching",
+            self.enable_prefix_caching.map(|v| v.to_string()),
+        );
+        out
+    }
 }

@@ -2,6 +2,7 @@
 //! runtimes, loads the models and runs the HTTP and gRPC servers.
 
 mod cli;
+mod hf_cache;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,7 @@ fn runtimes() -> Vec<Arc<dyn Runtime>> {
         Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
         Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
         Arc::new(ferroserve_runtime_pmml::PmmlRuntime::new()),
+        Arc::new(ferroserve_runtime_llm::LlmRuntime::new()),
     ];
     // MLflow folders are loaded by the engines above, chosen by flavor.
     let mlflow = ferroserve_runtime_mlflow::MlflowRuntime::new(engines.clone());
@@ -57,15 +59,29 @@ fn model_name_of(dir: &Path) -> anyhow::Result<String> {
 }
 
 fn registry_options(args: &ServeArgs) -> anyhow::Result<RegistryOptions> {
-    if args.model_dir.is_empty() && args.model_repository.is_empty() {
-        bail!("nothing to serve: pass --model_dir DIR or --model_repository DIR");
+    let mut model_dirs = args.model_dir.clone();
+    let mut model_names = args.model_name.clone();
+    if let Some(id) = &args.model_id {
+        let dir = hf_cache::resolve(id)?;
+        if model_names.len() < model_dirs.len() {
+            bail!("--model_id needs every --model_dir before it to have a --model_name");
+        }
+        if model_names.len() == model_dirs.len() {
+            model_names.push(id.rsplit('/').next().unwrap_or(id).to_string());
+        }
+        model_dirs.push(dir);
     }
-    if args.model_name.len() > args.model_dir.len() {
+    if model_dirs.is_empty() && args.model_repository.is_empty() {
+        bail!(
+            "nothing to serve: pass --model_dir DIR, --model_id ORG/NAME or --model_repository DIR"
+        );
+    }
+    if model_names.len() > model_dirs.len() {
         bail!("more --model_name values than --model_dir values");
     }
     let mut explicit = Vec::new();
-    for (i, dir) in args.model_dir.iter().enumerate() {
-        let name = match args.model_name.get(i) {
+    for (i, dir) in model_dirs.iter().enumerate() {
+        let name = match model_names.get(i) {
             Some(n) => n.clone(),
             None => model_name_of(dir)?,
         };
@@ -89,6 +105,9 @@ fn registry_options(args: &ServeArgs) -> anyhow::Result<RegistryOptions> {
         OnnxEngine::Tract => "tract",
     };
     default_parameters.insert("engine".to_string(), engine.to_string());
+    for (k, v) in args.llm_parameters() {
+        default_parameters.insert(k.to_string(), v);
+    }
     Ok(RegistryOptions {
         repositories: args.model_repository.clone(),
         explicit,

@@ -1,9 +1,11 @@
-//! The HTTP front end: KServe v1, Open Inference Protocol v2 REST, and
-//! MLflow's scoring protocol (`/invocations`).
+//! The HTTP front end: KServe v1, Open Inference Protocol v2 REST,
+//! MLflow's scoring protocol (`/invocations`), and the OpenAI API
+//! (`/openai/v1/...` and `/v1/...`).
 
 mod body;
 pub mod error;
 mod mlflow;
+mod openai;
 mod repository;
 mod v1;
 mod v2;
@@ -146,6 +148,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/models/{m}/load", post(repository::load))
         .route("/v2/repository/models/{m}/unload", post(repository::unload))
         .route("/v1/models", get(v1::list))
+        .route("/openai/v1/models", get(openai::models))
+        .route("/openai/v1/models/{m}", get(openai::model))
+        .route("/openai/v1/completions", post(openai::completions))
+        .route("/openai/v1/chat/completions", post(openai::chat_completions))
+        .route("/openai/v1/embeddings", post(openai::embeddings))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models/{m}", get(v1::status).post(v1::verb))
         .route("/invocations", post(mlflow::invocations))
         .route("/ping", get(mlflow::ping))

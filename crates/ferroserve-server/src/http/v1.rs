@@ -13,7 +13,9 @@ use super::body::read_limited;
 use super::error::ApiResult;
 use crate::state::AppState;
 
-/// `GET /v1/models`: names of the ready models.
+/// `GET /v1/models`: names of the ready models (KServe's `models`), and in
+/// the same body OpenAI's model list (`object`, `data`: the models that
+/// generate or embed text), so that clients of either protocol work.
 pub async fn list(State(st): State<AppState>) -> impl IntoResponse {
     let mut names: Vec<String> = st
         .registry
@@ -22,7 +24,8 @@ pub async fn list(State(st): State<AppState>) -> impl IntoResponse {
         .map(|m| m.name.clone())
         .collect();
     names.dedup();
-    Json(json!({"models": names}))
+    let data = super::openai::model_cards(&st, None);
+    Json(json!({"models": names, "object": "list", "data": data}))
 }
 
 /// `GET /v1/models/{m}`: readiness of one model.
