@@ -105,8 +105,12 @@ def test_model_permissions_hide_existence(auth_server):
     assert "error" in other.json() and "error" in unknown.json()
     assert "not found" not in unknown.text.lower()
     for path in ("/v2/models/mlp", "/v2/models/mlp/ready", "/v2/models/no_such_model/ready",
-                 "/v1/models/mlp", "/v2/models/stats", "/v1/models"):
+                 "/v1/models/mlp", "/v2/models/stats"):
         assert requests.get(u + path, headers=h).status_code == 403, path
+    # The model list is open to any caller but shows only the caller's models.
+    listed = requests.get(u + "/v1/models", headers=h)
+    assert listed.status_code == 200 and listed.json()["models"] == ["simple"]
+    assert requests.get(u + "/v1/models").status_code == 401
     assert requests.post(u + "/v1/models/mlp:predict", headers=h, json={}).status_code == 403
     # The env key (FERROSERVE_API_KEYS) gets env_keys' grant.
     assert requests.get(u + "/v2/models/mlp", headers=key("env-key")).status_code == 200

@@ -36,7 +36,10 @@ def client(llm):
 
 
 def greedy_body(n_tokens):
-    return {"temperature": 0, "max_tokens": n_tokens, "extra_body": {"ignore_eos": True}}
+    # repetition_penalty 1: plain greedy, as the references were made (a
+    # model's generation_config.json defaults apply to fields left out).
+    return {"temperature": 0, "max_tokens": n_tokens,
+            "extra_body": {"ignore_eos": True, "repetition_penalty": 1.0}}
 
 
 def test_models_list_both_shapes(llm, client):

@@ -202,6 +202,24 @@ pub struct GeneratorInfo {
     pub vocab_size: usize,
     /// Whether the model has a chat template.
     pub has_chat_template: bool,
+    /// The model's own sampling defaults (generation_config.json), used for
+    /// fields a request leaves out (as vLLM does).
+    pub sampling_defaults: SamplingDefaults,
+}
+
+/// Sampling defaults a model ships with; `None` falls back to OpenAI's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingDefaults {
+    /// Default temperature.
+    pub temperature: Option<f32>,
+    /// Default nucleus mass.
+    pub top_p: Option<f32>,
+    /// Default top-k (0: off).
+    pub top_k: Option<usize>,
+    /// Default min-p.
+    pub min_p: Option<f32>,
+    /// Default repetition penalty.
+    pub repetition_penalty: Option<f32>,
 }
 
 /// A language model that continues token sequences.

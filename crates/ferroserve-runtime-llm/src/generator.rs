@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferroserve_core::generate::{
     ChatTemplateOptions, GenerateEvent, GenerateRequest, GenerateStream, GeneratorInfo,
-    GeneratorMetrics, SamplingParams, TextGenerator,
+    GeneratorMetrics, SamplingDefaults, SamplingParams, TextGenerator,
 };
 use ferroserve_core::{DataType, Error, Model, Signature, Tensor, TensorSpec};
 use ferroserve_llm_text::{special_token_vars, ChatTemplate, GenerationDefaults, TextTokenizer};
@@ -54,6 +54,13 @@ impl LlmModel {
             max_model_len: engine.options().max_model_len,
             vocab_size: tokenizer.vocab_size(),
             has_chat_template: template.is_some(),
+            sampling_defaults: SamplingDefaults {
+                temperature: defaults.temperature,
+                top_p: defaults.top_p,
+                top_k: defaults.top_k,
+                min_p: defaults.min_p,
+                repetition_penalty: defaults.repetition_penalty,
+            },
         };
         let template_vars = special_token_vars(tokenizer.bos_token(), tokenizer.eos_token());
         LlmModel {

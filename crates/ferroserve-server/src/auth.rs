@@ -716,7 +716,8 @@ pub fn http_action(path: &str) -> Action<'_> {
             Action::Model(percent_decode(m))
         }
         [Some("v2"), Some("repository"), ..] => Action::Admin,
-        [Some("v1"), Some("models"), None | Some(""), ..] => Action::Admin,
+        // The model list: any caller; the handler lists only their models.
+        [Some("v1"), Some("models"), None | Some(""), ..] => Action::Server,
         [Some("v1"), Some("models"), Some(m), ..] => {
             let m = percent_decode(m);
             match m {
@@ -1108,7 +1109,7 @@ jwt:
         assert_eq!(http_action("/v2/models/a%20b/ready"), m("a b"));
         assert_eq!(http_action("/v2/repository/index"), Admin);
         assert_eq!(http_action("/v2/repository/models/iris/load"), Admin);
-        assert_eq!(http_action("/v1/models"), Admin);
+        assert_eq!(http_action("/v1/models"), Server);
         assert_eq!(http_action("/v1/models/iris"), m("iris"));
         assert_eq!(http_action("/v1/models/iris:predict"), m("iris"));
         assert_eq!(http_action("/v1/models/iris%3Aexplain"), m("iris"));

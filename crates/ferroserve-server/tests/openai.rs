@@ -56,6 +56,7 @@ impl TextGenerator for FakeGen {
             max_model_len: MAX_LEN,
             vocab_size: VOCAB,
             has_chat_template: true,
+            sampling_defaults: Default::default(),
         }
     }
 

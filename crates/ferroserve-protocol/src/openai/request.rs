@@ -1,7 +1,9 @@
 //! Requests of the OpenAI API, read and range-checked: completions, chat
 //! completions and embeddings.
 
-use ferroserve_core::generate::{ChatTemplateOptions, EmbedInput, SamplingParams};
+use ferroserve_core::generate::{
+    ChatTemplateOptions, EmbedInput, SamplingDefaults, SamplingParams,
+};
 use serde_json::{Map, Value};
 
 use super::error::OpenAiError;
@@ -117,9 +119,9 @@ pub struct SamplingFields {
     /// `top_p` (0, 1].
     pub top_p: Option<f32>,
     /// `top_k` (vLLM; -1 and 0 mean off).
-    pub top_k: usize,
+    pub top_k: Option<usize>,
     /// `min_p` (vLLM) in [0, 1].
-    pub min_p: f32,
+    pub min_p: Option<f32>,
     /// `seed` (negative seeds are taken as their two's-complement bits).
     pub seed: Option<u64>,
     /// `presence_penalty` in [-2, 2].
@@ -127,7 +129,7 @@ pub struct SamplingFields {
     /// `frequency_penalty` in [-2, 2].
     pub frequency_penalty: f32,
     /// `repetition_penalty` (vLLM) in (0, 2].
-    pub repetition_penalty: f32,
+    pub repetition_penalty: Option<f32>,
     /// `logit_bias`: token id → bias in [-100, 100].
     pub logit_bias: Vec<(u32, f32)>,
     /// `ignore_eos` (vLLM).
@@ -153,19 +155,19 @@ impl SamplingFields {
             .map(|v| check_range("top_p", v, 0.0, 1.0, true))
             .transpose()?;
         let top_k = match f.get::<i64>("top_k")? {
-            None | Some(-1) | Some(0) => 0,
-            Some(k) => check_count("top_k", k, 1, i64::MAX).map_err(|_| {
+            None => None,
+            Some(-1) | Some(0) => Some(0),
+            Some(k) => Some(check_count("top_k", k, 1, i64::MAX).map_err(|_| {
                 OpenAiError::invalid(
                     "top_k",
                     format!("'top_k' must be -1 (off) or at least 1, got {k}"),
                 )
-            })?,
+            })?),
         };
         let min_p = f
             .get::<f32>("min_p")?
             .map(|v| check_range("min_p", v, 0.0, 1.0, false))
-            .transpose()?
-            .unwrap_or(0.0);
+            .transpose()?;
         let seed = match f.raw("seed") {
             None => None,
             Some(v) => Some(
@@ -190,8 +192,7 @@ impl SamplingFields {
         let repetition_penalty = f
             .get::<f32>("repetition_penalty")?
             .map(|v| check_range("repetition_penalty", v, 0.0, 2.0, true))
-            .transpose()?
-            .unwrap_or(1.0);
+            .transpose()?;
         let mut logit_bias = Vec::new();
         if let Some(map) = f.get::<Map<String, Value>>("logit_bias")? {
             for (k, v) in map {
@@ -281,6 +282,7 @@ impl SamplingFields {
     /// `vocab_size` and `min_tokens` against `max_tokens`.
     pub fn to_params(
         &self,
+        defaults: &SamplingDefaults,
         vocab_size: usize,
         logprobs: Option<usize>,
         max_tokens: usize,
@@ -318,14 +320,17 @@ impl SamplingFields {
             ));
         }
         Ok(SamplingParams {
-            temperature: self.temperature.unwrap_or(1.0),
-            top_p: self.top_p.unwrap_or(1.0),
-            top_k: self.top_k,
-            min_p: self.min_p,
+            temperature: self.temperature.or(defaults.temperature).unwrap_or(1.0),
+            top_p: self.top_p.or(defaults.top_p).unwrap_or(1.0),
+            top_k: self.top_k.or(defaults.top_k).unwrap_or(0),
+            min_p: self.min_p.or(defaults.min_p).unwrap_or(0.0),
             seed: self.seed.map(|s| s.wrapping_add(index as u64)),
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
-            repetition_penalty: self.repetition_penalty,
+            repetition_penalty: self
+                .repetition_penalty
+                .or(defaults.repetition_penalty)
+                .unwrap_or(1.0),
             logit_bias: self.logit_bias.clone(),
             logprobs,
             ignore_eos: self.ignore_eos,
@@ -854,13 +859,45 @@ mod tests {
             (1, false, None, true)
         );
         assert!(!r.stream.stream && !r.stream.include_usage);
-        let p = r.sampling.to_params(10, None, 16, 3).unwrap();
+        let p = r
+            .sampling
+            .to_params(&SamplingDefaults::default(), 10, None, 16, 3)
+            .unwrap();
         assert_eq!(p.temperature, 1.0);
         assert_eq!(p.top_p, 1.0);
         assert_eq!(p.seed, None);
         assert!(p.skip_special_tokens);
         let r = completion(json!({"model": "m", "prompt": "x", "seed": -2, "suffix": ""})).unwrap();
-        assert_eq!(r.sampling.to_params(10, None, 16, 3).unwrap().seed, Some(1));
+        assert_eq!(
+            r.sampling
+                .to_params(&SamplingDefaults::default(), 10, None, 16, 3)
+                .unwrap()
+                .seed,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn model_defaults_fill_only_absent_fields() {
+        let defaults = SamplingDefaults {
+            temperature: Some(0.6),
+            top_p: Some(0.9),
+            top_k: Some(20),
+            min_p: None,
+            repetition_penalty: Some(1.1),
+        };
+        let r = completion(json!({"model": "m", "prompt": "x"})).unwrap();
+        let p = r.sampling.to_params(&defaults, 10, None, 16, 0).unwrap();
+        assert_eq!((p.temperature, p.top_p, p.top_k), (0.6, 0.9, 20));
+        assert_eq!((p.min_p, p.repetition_penalty), (0.0, 1.1));
+        let r = completion(
+            json!({"model": "m", "prompt": "x", "temperature": 0, "top_k": -1,
+                                  "repetition_penalty": 1.0}),
+        )
+        .unwrap();
+        let p = r.sampling.to_params(&defaults, 10, None, 16, 0).unwrap();
+        assert_eq!((p.temperature, p.top_p, p.top_k), (0.0, 0.9, 0));
+        assert_eq!(p.repetition_penalty, 1.0);
     }
 
     #[test]

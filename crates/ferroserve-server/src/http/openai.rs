@@ -298,7 +298,7 @@ async fn completions_inner(
                 tokens: prompt.tokens.clone(),
                 params: req
                     .sampling
-                    .to_params(info.vocab_size, req.logprobs, req.max_tokens, i)?,
+                    .to_params(&info.sampling_defaults, info.vocab_size, req.logprobs, req.max_tokens, i)?,
             });
         }
     }
@@ -382,7 +382,7 @@ async fn chat_inner(
             tokens: tokens.clone(),
             params: req
                 .sampling
-                .to_params(info.vocab_size, req.logprobs, max_tokens, i)?,
+                .to_params(&info.sampling_defaults, info.vocab_size, req.logprobs, max_tokens, i)?,
         });
     }
     let id = random_id("chatcmpl-");

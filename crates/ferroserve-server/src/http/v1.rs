@@ -16,15 +16,23 @@ use crate::state::AppState;
 /// `GET /v1/models`: names of the ready models (KServe's `models`), and in
 /// the same body OpenAI's model list (`object`, `data`: the models that
 /// generate or embed text), so that clients of either protocol work.
-pub async fn list(State(st): State<AppState>) -> impl IntoResponse {
+///
+/// With auth on, any authenticated caller may list; the list holds only the
+/// models that caller may use (admins see every model).
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Option<axum::Extension<std::sync::Arc<crate::auth::Principal>>>,
+) -> impl IntoResponse {
+    let principal = caller.as_ref().map(|axum::Extension(p)| p.as_ref());
     let mut names: Vec<String> = st
         .registry
         .loaded()
         .iter()
+        .filter(|m| principal.is_none_or(|p| p.perms.allows_model(&m.name)))
         .map(|m| m.name.clone())
         .collect();
     names.dedup();
-    let data = super::openai::model_cards(&st, None);
+    let data = super::openai::model_cards(&st, principal);
     Json(json!({"models": names, "object": "list", "data": data}))
 }
 
