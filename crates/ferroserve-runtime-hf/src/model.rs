@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::{EncoderConfig, Task};
 use crate::encoder::{BatchInput, Encoder};
 use crate::error::{read_json, HfError, Result};
-use crate::st::{pool, SentenceConfig};
+use crate::st::{l2_normalize, pool, Dense, SentenceConfig};
 use crate::tokenize::{Encoded, TextTokenizer};
 use crate::weights::{find_checkpoint, Weights};
 
@@ -150,6 +150,7 @@ pub struct HfEncoderModel {
     encoder: Encoder,
     tokenizer: TextTokenizer,
     sentence: SentenceConfig,
+    dense: Vec<Dense>,
     mode: OutputMode,
     max_batch_tokens: usize,
     dimensions: usize,
@@ -211,7 +212,15 @@ impl HfEncoderModel {
                 "fill_mask: the tokenizer has no mask token",
             ));
         }
-        let dimensions = cfg.hidden_size * sentence.pooling.len();
+        let dense = sentence
+            .dense
+            .iter()
+            .map(Dense::load)
+            .collect::<Result<Vec<_>>>()?;
+        let dimensions = dense.last().map_or(
+            cfg.hidden_size * sentence.pooling.len(),
+            Dense::out_features,
+        );
         let model_file = mdir
             .strip_prefix(dir)
             .ok()
@@ -237,6 +246,7 @@ impl HfEncoderModel {
             encoder,
             tokenizer,
             sentence,
+            dense,
             mode: options.mode,
             max_batch_tokens: options.max_batch_tokens,
             dimensions,
@@ -343,14 +353,15 @@ impl HfEncoderModel {
                     .mask
                     .get(r * batch.seq..(r + 1) * batch.seq)
                     .unwrap_or(&[]);
+                let mut v = pool(states, mask, h, &self.sentence.pooling, false);
+                for layer in &self.dense {
+                    v = layer.apply(&v)?;
+                }
+                if self.sentence.normalize {
+                    l2_normalize(&mut v);
+                }
                 if let Some(slot) = out.get_mut(i) {
-                    *slot = pool(
-                        states,
-                        mask,
-                        h,
-                        &self.sentence.pooling,
-                        self.sentence.normalize,
-                    );
+                    *slot = v;
                 }
             }
             Ok(())

@@ -653,3 +653,11 @@ fn own_thread_pool_gives_the_same_answer() {
         &floats(&r["embeddings"]),
     );
 }
+
+#[test]
+fn sentence_transformers_max_pooling_dense_normalize() {
+    check_embeddings("st_dense", &[]);
+    let m = load("st_dense", &[]);
+    assert_eq!(m.as_embedder().unwrap().dimensions(), 16);
+    assert_eq!(m.signature().outputs[0].shape, vec![-1, 16]);
+}

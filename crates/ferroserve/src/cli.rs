@@ -313,6 +313,30 @@ pub struct ServeArgs {
     /// Language models: reuse the KV cache of shared prompt prefixes.
     #[arg(long = "enable_prefix_caching", visible_alias = "enable-prefix-caching", env = "FERROSERVE_ENABLE_PREFIX_CACHING", action = clap::ArgAction::Set)]
     pub enable_prefix_caching: Option<bool>,
+
+    /// Encoder models: longest input in tokens (longer inputs are truncated; default: the model's).
+    #[arg(
+        long = "max_length",
+        visible_alias = "max-length",
+        env = "FERROSERVE_MAX_LENGTH"
+    )]
+    pub max_length: Option<usize>,
+
+    /// Encoder classification models: answer with class probabilities instead of class ids.
+    #[arg(
+        long = "return_probabilities",
+        visible_alias = "return-probabilities",
+        env = "FERROSERVE_RETURN_PROBABILITIES"
+    )]
+    pub return_probabilities: bool,
+
+    /// Encoder classification models: answer with raw logits instead of class ids.
+    #[arg(
+        long = "return_raw_logits",
+        visible_alias = "return-raw-logits",
+        env = "FERROSERVE_RETURN_RAW_LOGITS"
+    )]
+    pub return_raw_logits: bool,
 }
 
 impl ServeArgs {
@@ -344,6 +368,15 @@ impl ServeArgs {
         put(
             "enable_prefix_caching",
             self.enable_prefix_caching.map(|v| v.to_string()),
+        );
+        put("max_length", self.max_length.map(|v| v.to_string()));
+        put(
+            "return_probabilities",
+            self.return_probabilities.then(|| "true".to_string()),
+        );
+        put(
+            "return_raw_logits",
+            self.return_raw_logits.then(|| "true".to_string()),
         );
         out
     }

@@ -28,6 +28,7 @@ fn runtimes() -> Vec<Arc<dyn Runtime>> {
         Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
         Arc::new(ferroserve_runtime_pmml::PmmlRuntime::new()),
         Arc::new(ferroserve_runtime_llm::LlmRuntime::new()),
+        Arc::new(ferroserve_runtime_hf::HfEncoderRuntime::new()),
     ];
     // MLflow folders are loaded by the engines above, chosen by flavor.
     let mlflow = ferroserve_runtime_mlflow::MlflowRuntime::new(engines.clone());
