@@ -216,3 +216,22 @@ def test_v2_text_generation(llm):
     assert out["name"] == "text_output" and out["shape"] == [2]
     meta = requests.get(llm.url + "/v2/models/tiny-llama").json()
     assert meta["inputs"][0]["name"] == "text_input"
+
+
+def test_sse_with_curl(llm):
+    """`curl -N` (no buffering) sees the events as they are produced."""
+    import shutil
+    import subprocess
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    body = json.dumps({"model": "tiny-llama", "max_tokens": 4, "temperature": 0, "stream": True,
+                       "messages": [{"role": "user", "content": "Hi"}], "ignore_eos": True})
+    out = subprocess.run(["curl", "-sN", "-H", "content-type: application/json", "-d", body,
+                          llm.url + "/openai/v1/chat/completions"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    events = [e for e in out.split("\n\n") if e.strip()]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[len("data: "):]) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"

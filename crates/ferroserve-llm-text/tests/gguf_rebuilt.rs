@@ -321,6 +321,20 @@ proptest! {
             let n = tok.vocab_size() as u32;
             let ids: Vec<u32> = seq.iter().map(|&i| i % n).collect();
             prop_assert_eq!(stream(tok, &ids, skip), tok.decode(&ids, skip).unwrap(), "{:?}", ids);
+            // With the first ids as the prompt: the continuation of the prompt's tail.
+            let (prompt, gen) = ids.split_at(ids.len() / 2);
+            let mut d = IncrementalDecoder::with_prompt(tok, prompt, skip).unwrap();
+            let mut got = String::new();
+            for &id in gen {
+                got.push_str(&d.push(tok, id).unwrap());
+            }
+            got.push_str(&d.finish(tok).unwrap());
+            let tail = &prompt[prompt.len().saturating_sub(5)..];
+            let full = tok.decode(&[tail, gen].concat(), skip).unwrap();
+            let ctx = tok.decode(tail, skip).unwrap();
+            if let Some(want) = full.strip_prefix(ctx.as_str()) {
+                prop_assert_eq!(got.as_str(), want, "{:?} | {:?}", prompt, gen);
+            }
         }
     }
 }

@@ -78,6 +78,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     options: EngineOptions,
     vocab_size: usize,
+    tokenizer: Arc<TextTokenizer>,
     eos: Arc<[u32]>,
     total_blocks: usize,
     block_size: usize,
@@ -112,7 +113,7 @@ impl Engine {
         let eos: Arc<[u32]> = eos.into();
         let worker = Worker {
             model,
-            tokenizer,
+            tokenizer: Arc::clone(&tokenizer),
             rx,
             shared: Arc::clone(&shared),
             budget: KvBudget::new(block_size, total_blocks),
@@ -130,6 +131,7 @@ impl Engine {
             shared,
             options,
             vocab_size,
+            tokenizer,
             eos,
             total_blocks,
             block_size,
@@ -202,6 +204,7 @@ impl Engine {
             request.params,
             max_tokens,
             self.vocab_size,
+            &self.tokenizer,
             Arc::clone(&self.eos),
             tx,
         );

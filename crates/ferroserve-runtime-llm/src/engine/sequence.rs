@@ -61,11 +61,15 @@ impl Sequence {
         params: SamplingParams,
         max_tokens: usize,
         vocab_size: usize,
+        tokenizer: &TextTokenizer,
         eos: Arc<[u32]>,
         tx: GenerateSender,
     ) -> Self {
         let sampler = Sampler::new(&params, vocab_size);
-        let detok = IncrementalDecoder::new(params.skip_special_tokens);
+        // The prompt's last tokens give the decoder context, so the first
+        // generated SentencePiece token keeps its leading space.
+        let detok = IncrementalDecoder::with_prompt(tokenizer, &prompt, params.skip_special_tokens)
+            .unwrap_or_else(|_| IncrementalDecoder::new(params.skip_special_tokens));
         let stop = StopMatcher::new(params.stop.clone());
         Sequence {
             request_id,
