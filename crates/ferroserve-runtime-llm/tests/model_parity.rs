@@ -9,7 +9,9 @@ use candle_core::{DType, Device, Tensor};
 use ferroserve_runtime_llm::model::{DecoderModel, ModelError, SeqCache, SeqInput};
 use serde_json::Value;
 
-const ARCHS: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
+const ARCHS: &[&str] = &[
+    "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3",
+];
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llm")
@@ -44,7 +46,10 @@ fn load(arch: &str) -> DecoderModel {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -96,7 +101,10 @@ fn check_arch(arch: &str) -> (f32, f32) {
         let d = max_abs_diff(&last, &floats(&case["last_logits"]));
         worst_last = worst_last.max(d);
         assert!(d <= 1e-4, "{arch} case {ci}: last logits differ by {d}");
-        assert_eq!(got_greedy, expected_greedy, "{arch} case {ci}: greedy tokens");
+        assert_eq!(
+            got_greedy, expected_greedy,
+            "{arch} case {ci}: greedy tokens"
+        );
         if let Some(all) = case.get("all_logits").and_then(Value::as_array) {
             // token by token through the cache: every position's logits
             let mut cache = model.new_cache();
@@ -104,7 +112,10 @@ fn check_arch(arch: &str) -> (f32, f32) {
                 let got = step(&model, &mut cache, &prompt[pos..pos + 1]);
                 let d = max_abs_diff(&got, &floats(row));
                 worst_all = worst_all.max(d);
-                assert!(d <= 1e-4, "{arch} case {ci} position {pos}: logits differ by {d}");
+                assert!(
+                    d <= 1e-4,
+                    "{arch} case {ci} position {pos}: logits differ by {d}"
+                );
             }
         }
     }
@@ -141,7 +152,9 @@ fn sharded_safetensors_load_and_match() {
 fn prompts(model: &DecoderModel) -> Vec<Vec<u32>> {
     let v = model.config().vocab_size as u32;
     let make = |n: usize, seed: u32| -> Vec<u32> {
-        (0..n as u32).map(|i| (i * 37 + seed * 101 + 3) % v).collect()
+        (0..n as u32)
+            .map(|i| (i * 37 + seed * 101 + 3) % v)
+            .collect()
     };
     vec![make(23, 1), make(5, 2), make(40, 3)]
 }
@@ -165,13 +178,21 @@ fn batched_forward_equals_each_alone() {
         let mut batch: Vec<SeqInput> = caches
             .iter_mut()
             .zip(&prompts)
-            .map(|(cache, p)| SeqInput { cache, tokens: p, want_logits: true })
+            .map(|(cache, p)| SeqInput {
+                cache,
+                tokens: p,
+                want_logits: true,
+            })
             .collect();
         let first = model.forward(&mut batch).unwrap();
         let sevens = [7u32];
         let mut batch: Vec<SeqInput> = caches
             .iter_mut()
-            .map(|cache| SeqInput { cache, tokens: &sevens, want_logits: true })
+            .map(|cache| SeqInput {
+                cache,
+                tokens: &sevens,
+                want_logits: true,
+            })
             .collect();
         let second = model.forward(&mut batch).unwrap();
         let next: Vec<[u32; 1]> = (0..3)
@@ -180,12 +201,20 @@ fn batched_forward_equals_each_alone() {
         let mut batch: Vec<SeqInput> = caches
             .iter_mut()
             .zip(&next)
-            .map(|(cache, t)| SeqInput { cache, tokens: t, want_logits: true })
+            .map(|(cache, t)| SeqInput {
+                cache,
+                tokens: t,
+                want_logits: true,
+            })
             .collect();
         let third = model.forward(&mut batch).unwrap();
         for (i, (a, b, c)) in alone.iter().enumerate() {
             let row = |t: &Tensor| t.get(i).unwrap().to_vec1::<f32>().unwrap();
-            for (what, got, want) in [("prefill", row(&first), a), ("decode 1", row(&second), b), ("decode 2", row(&third), c)] {
+            for (what, got, want) in [
+                ("prefill", row(&first), a),
+                ("decode 1", row(&second), b),
+                ("decode 2", row(&third), c),
+            ] {
                 let d = max_abs_diff(&got, want);
                 assert!(d <= 1e-4, "{arch} seq {i} {what}: batched differs by {d}");
             }
@@ -207,9 +236,21 @@ fn mixed_prefill_and_decode_step_and_want_logits() {
     let mut c2 = model.new_cache();
     let eleven = [11u32];
     let mut batch = [
-        SeqInput { cache: &mut c0, tokens: &eleven, want_logits: true },
-        SeqInput { cache: &mut c2, tokens: &prompts[2], want_logits: false },
-        SeqInput { cache: &mut c1, tokens: &prompts[1], want_logits: true },
+        SeqInput {
+            cache: &mut c0,
+            tokens: &eleven,
+            want_logits: true,
+        },
+        SeqInput {
+            cache: &mut c2,
+            tokens: &prompts[2],
+            want_logits: false,
+        },
+        SeqInput {
+            cache: &mut c1,
+            tokens: &prompts[1],
+            want_logits: true,
+        },
     ];
     let logits = model.forward(&mut batch).unwrap();
     assert_eq!(logits.dims(), &[2, model.config().vocab_size]);
@@ -218,7 +259,11 @@ fn mixed_prefill_and_decode_step_and_want_logits() {
     assert!(max_abs_diff(&logits.get(1).unwrap().to_vec1().unwrap(), &want1) <= 1e-4);
     assert_eq!(c2.len(), prompts[2].len());
     // no logits wanted at all
-    let mut batch = [SeqInput { cache: &mut c2, tokens: &eleven, want_logits: false }];
+    let mut batch = [SeqInput {
+        cache: &mut c2,
+        tokens: &eleven,
+        want_logits: false,
+    }];
     let none = model.forward(&mut batch).unwrap();
     assert_eq!(none.dims(), &[0, model.config().vocab_size]);
 }
@@ -271,17 +316,34 @@ fn invalid_inputs_are_errors_and_leave_caches_alone() {
     let mut cache = model.new_cache();
     let _ = step(&model, &mut cache, &[1, 2, 3]);
     let too_big = [model.config().vocab_size as u32];
-    let mut batch = [SeqInput { cache: &mut cache, tokens: &too_big, want_logits: true }];
-    assert!(matches!(model.forward(&mut batch), Err(ModelError::InvalidInput(_))));
-    let mut batch = [SeqInput { cache: &mut cache, tokens: &[], want_logits: true }];
-    assert!(matches!(model.forward(&mut batch), Err(ModelError::InvalidInput(_))));
+    let mut batch = [SeqInput {
+        cache: &mut cache,
+        tokens: &too_big,
+        want_logits: true,
+    }];
+    assert!(matches!(
+        model.forward(&mut batch),
+        Err(ModelError::InvalidInput(_))
+    ));
+    let mut batch = [SeqInput {
+        cache: &mut cache,
+        tokens: &[],
+        want_logits: true,
+    }];
+    assert!(matches!(
+        model.forward(&mut batch),
+        Err(ModelError::InvalidInput(_))
+    ));
     assert_eq!(cache.len(), 3);
     let empty = model.forward(&mut []).unwrap();
     assert_eq!(empty.dims(), &[0, model.config().vocab_size]);
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferroserve-model-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "ferroserve-model-test-{}-{name}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -291,22 +353,30 @@ fn load_errors_name_the_problem() {
     let src = fixtures().join("llama");
     // unsupported architecture
     let dir = scratch("arch");
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     cfg["model_type"] = Value::from("mamba");
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
     let err = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("mamba") && msg.contains("qwen2") && msg.contains("gemma2"), "{msg}");
+    assert!(
+        msg.contains("mamba") && msg.contains("qwen2") && msg.contains("gemma2"),
+        "{msg}"
+    );
     // bad config field
     cfg["model_type"] = Value::from("llama");
     cfg["num_key_value_heads"] = Value::from(3);
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let msg = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let msg = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("num_key_value_heads"), "{msg}");
     cfg["num_key_value_heads"] = Value::from("two");
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let msg = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let msg = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("num_key_value_heads"), "{msg}");
     // a layer more than the weights hold: the missing tensor is named
     cfg["num_key_value_heads"] = Value::from(2);
@@ -333,4 +403,27 @@ fn half_precision_runs_close_to_f32() {
         eprintln!("qwen2 {dtype:?}: max |diff| vs f32 transformers {d:.3e}");
         assert!(d <= tol, "{dtype:?}: differs by {d}");
     }
+}
+
+#[test]
+fn transformers5_rope_parameters_config_is_read() {
+    let src = fixtures().join("gemma3");
+    let dir = scratch("rope-params");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let obj = cfg.as_object_mut().unwrap();
+    let theta = obj.remove("rope_theta").unwrap();
+    let local = obj.remove("rope_local_base_freq").unwrap();
+    let mut full = obj.remove("rope_scaling").unwrap();
+    full["rope_theta"] = theta;
+    obj.insert(
+        "rope_parameters".into(),
+        serde_json::json!({"full_attention": full, "sliding_attention": {"rope_type": "default", "rope_theta": local}}),
+    );
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let v5 = DecoderModel::load_hf(&dir, DType::F32, &Device::Cpu).unwrap();
+    let classic = load("gemma3");
+    assert_eq!(v5.config(), classic.config());
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -131,7 +131,7 @@ impl DecoderConfig {
                 return Err(ModelError::bad_config(field, "must be positive"));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(ModelError::bad_config(
                 "num_key_value_heads",
                 format!(
@@ -140,7 +140,7 @@ impl DecoderConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ModelError::bad_config("head_dim", "must be even for RoPE"));
         }
         if self.layer_sliding.len() != self.num_layers {
@@ -181,6 +181,8 @@ impl DecoderConfig {
                 })
             }
         };
+        let legacy = legacy_rope_keys(cfg);
+        let cfg = &legacy;
         let gemma = arch.starts_with("gemma");
         let hidden_size = usize_field(cfg, "hidden_size")?;
         let num_heads = usize_field(cfg, "num_attention_heads")?;
@@ -320,6 +322,48 @@ impl DecoderConfig {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// transformers 5 writes `rope_parameters` (one object, or one per layer
+/// type) instead of `rope_theta` / `rope_scaling` / `rope_local_base_freq`:
+/// a copy of `cfg` with the classic keys filled in from it.
+fn legacy_rope_keys(cfg: &Value) -> Value {
+    let mut out = cfg.clone();
+    let Some(rp) = cfg.get("rope_parameters").and_then(Value::as_object) else {
+        return out;
+    };
+    let Some(obj) = out.as_object_mut() else {
+        return out;
+    };
+    let (full, local) = if rp.contains_key("rope_theta") || rp.contains_key("rope_type") {
+        (Some(rp), None)
+    } else {
+        (
+            rp.get("full_attention").and_then(Value::as_object),
+            rp.get("sliding_attention").and_then(Value::as_object),
+        )
+    };
+    if let Some(full) = full {
+        if let Some(theta) = full.get("rope_theta") {
+            obj.entry("rope_theta").or_insert_with(|| theta.clone());
+        }
+        if let Some(f) = full.get("partial_rotary_factor") {
+            obj.entry("partial_rotary_factor")
+                .or_insert_with(|| f.clone());
+        }
+        let kind = full
+            .get("rope_type")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if kind != "default" && obj.get("rope_scaling").is_none_or(Value::is_null) {
+            obj.insert("rope_scaling".into(), Value::Object(full.clone()));
+        }
+    }
+    if let Some(theta) = local.and_then(|l| l.get("rope_theta")) {
+        obj.entry("rope_local_base_freq")
+            .or_insert_with(|| theta.clone());
+    }
+    out
 }
 
 /// Which layers use the sliding window, as transformers decides.

@@ -125,6 +125,11 @@ impl MultiLinear {
     /// Quantized parts: rows concatenated byte-wise when they share a
     /// quantization type (a row of blocks is self-contained), else separate.
     pub(crate) fn fuse_quant(parts: Vec<(QTensor, Option<Tensor>)>) -> Result<Self, ModelError> {
+        let Some(first) = parts.first() else {
+            return Err(ModelError::InvalidInput("no projection to fuse".into()));
+        };
+        let dtype = first.0.dtype();
+        let device = first.0.device();
         let same_type = parts.windows(2).all(|w| w[0].0.dtype() == w[1].0.dtype());
         let mut in_dims = Vec::with_capacity(parts.len());
         let mut sizes = Vec::with_capacity(parts.len());
@@ -134,7 +139,8 @@ impl MultiLinear {
             in_dims.push(inp);
         }
         let same_in = in_dims.windows(2).all(|w| w[0] == w[1]);
-        if parts.len() == 1 || !same_type || !same_in || !parts[0].0.device().is_cpu() {
+        let first_in = in_dims.first().copied().unwrap_or(0);
+        if parts.len() == 1 || !same_type || !same_in || !device.is_cpu() {
             let mut linears = parts
                 .into_iter()
                 .map(|(q, b)| Linear::from_qtensor(Arc::new(q), b))
@@ -146,15 +152,13 @@ impl MultiLinear {
             }
             return Ok(MultiLinear::Split(linears));
         }
-        let dtype = parts[0].0.dtype();
-        let device = parts[0].0.device();
         let mut bytes = Vec::new();
         for (q, _) in &parts {
             bytes.extend_from_slice(&q.data()?);
         }
         let total: usize = sizes.iter().sum();
         let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &device, dtype)?;
-        let fused = QTensor::new(storage, (total, in_dims[0]))?;
+        let fused = QTensor::new(storage, (total, first_in))?;
         let any_bias = parts.iter().any(|(_, b)| b.is_some());
         let bias = if any_bias {
             let mut biases = Vec::with_capacity(parts.len());

@@ -109,6 +109,35 @@ fn md_str<'a>(ct: &'a gguf_file::Content, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Which layers use the sliding window, as llama.cpp decides: the
+/// `sliding_window_pattern` key (a bool per layer, or n: every n-th layer is
+/// global, 0: none is), else the family's default (gemma2: 2, gemma3: 6;
+/// llama.cpp disables Phi-3's window, so it is off here too).
+fn swa_layers(
+    ct: &gguf_file::Content,
+    pattern_key: &str,
+    family: &str,
+    num_layers: usize,
+) -> Result<Vec<bool>, ModelError> {
+    if let Some(gguf_file::Value::Array(items)) = ct.metadata.get(pattern_key) {
+        let flags: Vec<bool> = items.iter().filter_map(|v| v.to_bool().ok()).collect();
+        if flags.len() != num_layers {
+            return Err(ModelError::bad_config(
+                pattern_key,
+                format!("{} flags for {num_layers} layers", flags.len()),
+            ));
+        }
+        return Ok(flags);
+    }
+    let default = match family {
+        "gemma2" => 2,
+        "gemma3" => 6,
+        _ => return Ok(vec![false; num_layers]),
+    };
+    let n = md_usize(ct, pattern_key)?.unwrap_or(default);
+    Ok((0..num_layers).map(|i| n == 0 || i % n < n - 1).collect())
+}
+
 /// The configuration a GGUF file's metadata describes.
 fn config_from_gguf(
     ct: &gguf_file::Content,
@@ -143,13 +172,19 @@ fn config_from_gguf(
             ));
         }
     }
-    let window = md_usize(ct, &key("attention.sliding_window"))?.filter(|w| *w > 0);
-    let layer_sliding: Vec<bool> = match (family, window) {
-        (_, None) => vec![false; num_layers],
-        ("gemma2", Some(_)) => (0..num_layers).map(|i| i % 2 == 0).collect(),
-        ("gemma3", Some(_)) => (0..num_layers).map(|i| (i + 1) % 6 != 0).collect(),
-        ("phi3", Some(_)) => vec![true; num_layers],
-        _ => vec![false; num_layers],
+    // gemma2's llama.cpp default window is 4096
+    let window = match md_usize(ct, &key("attention.sliding_window"))? {
+        None if family == "gemma2" => Some(4096),
+        w => w.filter(|w| *w > 0),
+    };
+    let layer_sliding = match window {
+        None => vec![false; num_layers],
+        Some(_) => swa_layers(
+            ct,
+            &key("attention.sliding_window_pattern"),
+            family,
+            num_layers,
+        )?,
     };
     let sliding_window = if layer_sliding.iter().any(|s| *s) {
         window
@@ -168,6 +203,14 @@ fn config_from_gguf(
                 format!("`{other}` is not supported"),
             ))
         }
+    };
+    // llama.cpp: the 27B Gemmas scale by hidden / heads (their query_pre_attn_scalar)
+    let is_27b =
+        (family == "gemma2" && num_layers == 46) || (family == "gemma3" && num_layers == 62);
+    let attention_scale = if is_27b {
+        1.0 / ((hidden_size / num_heads) as f64).sqrt()
+    } else {
+        1.0 / (head_dim as f64).sqrt()
     };
     let mut eos_token_ids = Vec::new();
     for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
@@ -197,7 +240,7 @@ fn config_from_gguf(
         rms_norm_eps: md_f64(ct, &key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
         rope_theta: md_f64(ct, &key("rope.freq_base"))?.unwrap_or(10_000.0),
         rope_local_theta: if family == "gemma3" {
-            Some(md_f64(ct, &key("rope.local_freq_base"))?.unwrap_or(10_000.0))
+            Some(md_f64(ct, &key("rope.freq_base_swa"))?.unwrap_or(10_000.0))
         } else {
             None
         },
@@ -221,7 +264,7 @@ fn config_from_gguf(
         sandwich_norms: gemma,
         attn_logit_softcapping: softcap("attn_logit_softcapping")?,
         final_logit_softcapping: softcap("final_logit_softcapping")?,
-        attention_scale: 1.0 / (head_dim as f64).sqrt(),
+        attention_scale,
         tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
     };
     config.validate()?;

@@ -298,11 +298,14 @@ impl DecoderModel {
             let (kc, vc) = input.cache.write_and_view(li, span.pos, from, &ki, &vi)?;
             outs.push(attention::attend(cfg, &qi, &kc, &vc, mask)?);
         }
-        let y = if outs.len() == 1 {
-            outs.pop()
-                .unwrap_or(Tensor::zeros((0, nh * hd), self.dtype, &self.device)?)
-        } else {
-            Tensor::cat(&outs, 0)?
+        // a batch of one needs no concatenation
+        let y = match outs.pop() {
+            Some(only) if outs.is_empty() => only,
+            Some(last) => {
+                outs.push(last);
+                Tensor::cat(&outs, 0)?
+            }
+            None => return Err(ModelError::InvalidInput("empty batch".into())),
         };
         let mut a = layer.o_proj.forward(&y)?;
         if let Some(w) = &layer.post_attn_norm {
