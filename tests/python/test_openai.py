@@ -235,3 +235,22 @@ def test_sse_with_curl(llm):
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_model_id_from_the_local_huggingface_cache(tmp_path):
+    snap = tmp_path / "hub" / "models--acme--tiny-llama" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    for f in (LLM / "llama").iterdir():
+        (snap / f.name).symlink_to(f)
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs" / "main").write_text("abc123")
+    srv = Server(["--model_id", "acme/tiny-llama"], env={"HF_HOME": str(tmp_path)})
+    try:
+        ids = [m["id"] for m in requests.get(srv.url + "/v1/models").json()["data"]]
+        assert ids == ["tiny-llama"]
+    finally:
+        srv.stop()
+    missing = Server(["--model_id", "acme/absent"], env={"HF_HOME": str(tmp_path)},
+                     expect_ready=False)
+    assert missing.wait_exit(30) != 0
+    assert "not in the local HuggingFace cache" in missing.log()
