@@ -12,20 +12,8 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::LlmModel;
-use crate::model::DecoderModel;
+use crate::model::{DecoderModel, SUPPORTED_ARCHITECTURES};
 use crate::options::LlmOptions;
-
-/// `model_type`s of decoder models this runtime serves.
-const DECODER_TYPES: &[&str] = &[
-    "llama",
-    "mistral",
-    "qwen2",
-    "qwen3",
-    "phi3",
-    "gemma2",
-    "gemma3",
-    "gemma3_text",
-];
 
 /// Language models: HuggingFace decoder folders (safetensors) and GGUF files.
 #[derive(Debug, Default)]
@@ -57,7 +45,7 @@ fn is_decoder_config(dir: &Path) -> bool {
     let known = v
         .get("model_type")
         .and_then(Value::as_str)
-        .is_some_and(|t| DECODER_TYPES.contains(&t));
+        .is_some_and(|t| SUPPORTED_ARCHITECTURES.contains(&t));
     causal || (known && v.get("architectures").is_none())
 }
 

@@ -22,7 +22,7 @@ use ferroserve_core::generate::{Embedder, GeneratorInfo, TextGenerator};
 use ferroserve_core::{Error, ServedModel};
 use ferroserve_protocol::openai::{
     random_id, unix_now, ChatRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse,
-    EncodingFormat, ModelCard, ModelList, OpenAiError, PromptInput,
+    EncodingFormat, ModelCard, ModelList, OpenAiError, PromptInput, StreamFields,
 };
 
 use super::body::read_limited;
@@ -296,9 +296,13 @@ async fn completions_inner(
                 index: p * req.n + i,
                 prompt: p,
                 tokens: prompt.tokens.clone(),
-                params: req
-                    .sampling
-                    .to_params(&info.sampling_defaults, info.vocab_size, req.logprobs, req.max_tokens, i)?,
+                params: req.sampling.to_params(
+                    &info.sampling_defaults,
+                    info.vocab_size,
+                    req.logprobs,
+                    req.max_tokens,
+                    i,
+                )?,
             });
         }
     }
@@ -313,17 +317,29 @@ async fn completions_inner(
         echoes,
         req.stream.include_usage,
     );
-    if req.stream.stream {
+    respond(format, running, prompt_lens, req.stream, served).await
+}
+
+/// Streams the running choices as server-sent events, or collects them
+/// into one answer, in `format`'s shape.
+async fn respond<F: stream::ChunkFormat>(
+    format: F,
+    running: Vec<gen::Running>,
+    prompt_lens: Vec<usize>,
+    streaming: StreamFields,
+    served: Arc<ServedModel>,
+) -> OaiResult<Response> {
+    if streaming.stream {
         return Ok(stream::sse(
             format,
             running,
             prompt_lens,
-            req.stream.include_usage,
+            streaming.include_usage,
             served,
         ));
     }
     let finished = collect_all(running).await?;
-    Ok(Json(format.response(&finished, &prompt_lens)).into_response())
+    Ok(Json(format.full(&finished, &prompt_lens)).into_response())
 }
 
 /// `POST /openai/v1/chat/completions` and `/v1/chat/completions`.
@@ -380,9 +396,13 @@ async fn chat_inner(
             index: i,
             prompt: 0,
             tokens: tokens.clone(),
-            params: req
-                .sampling
-                .to_params(&info.sampling_defaults, info.vocab_size, req.logprobs, max_tokens, i)?,
+            params: req.sampling.to_params(
+                &info.sampling_defaults,
+                info.vocab_size,
+                req.logprobs,
+                max_tokens,
+                i,
+            )?,
         });
     }
     let id = random_id("chatcmpl-");
@@ -394,17 +414,7 @@ async fn chat_inner(
         req.logprobs,
         req.stream.include_usage,
     );
-    if req.stream.stream {
-        return Ok(stream::sse(
-            format,
-            running,
-            prompt_lens,
-            req.stream.include_usage,
-            served,
-        ));
-    }
-    let finished = collect_all(running).await?;
-    Ok(Json(format.response(&finished, &prompt_lens)).into_response())
+    respond(format, running, prompt_lens, req.stream, served).await
 }
 
 /// `POST /openai/v1/embeddings` and `/v1/embeddings`.

@@ -107,6 +107,12 @@ impl CompletionFormat {
 }
 
 impl ChunkFormat for CompletionFormat {
+    type Full = CompletionResponse;
+
+    fn full(&self, finished: &[Finished], prompt_lens: &[usize]) -> CompletionResponse {
+        self.response(finished, prompt_lens)
+    }
+
     fn start(&mut self, index: usize, prompt: usize) -> Option<String> {
         let echo = self.echo(prompt)?.to_string();
         self.offsets.insert(index, echo.chars().count());
@@ -232,6 +238,12 @@ impl ChatFormat {
 }
 
 impl ChunkFormat for ChatFormat {
+    type Full = ChatResponse;
+
+    fn full(&self, finished: &[Finished], prompt_lens: &[usize]) -> ChatResponse {
+        self.response(finished, prompt_lens)
+    }
+
     fn start(&mut self, index: usize, _prompt: usize) -> Option<String> {
         Some(self.chunk(
             vec![ChatChunkChoice {

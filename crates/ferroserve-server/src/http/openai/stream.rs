@@ -37,6 +37,10 @@ pub(crate) trait ChunkFormat: Send + 'static {
     fn finish(&mut self, index: usize, reason: FinishReason, stop: &Option<StopReason>) -> String;
     /// The usage-only chunk (`choices: []`).
     fn usage(&mut self, usage: Usage) -> String;
+    /// The whole (non-streamed) answer's body.
+    type Full: serde::Serialize;
+    /// The whole answer from the finished choices.
+    fn full(&self, finished: &[super::gen::Finished], prompt_lens: &[usize]) -> Self::Full;
 }
 
 type Tagged = Pin<Box<dyn Stream<Item = (usize, Result<GenerateEvent, Error>)> + Send>>;
