@@ -4,7 +4,9 @@ mlflow.sklearn (cloudpickle and skops), mlflow.xgboost and mlflow.lightgbm
 mlflow.pyfunc.load_model(...).predict(df) returned. v2 metadata (the MLflow
 signature's columns), v2 infer (per-column inputs and one input-0 matrix),
 MLflow's /invocations (dataframe_split, dataframe_records, instances,
-inputs, CSV), /ping, /health, /version, and an unsupported flavor."""
+inputs, CSV), /ping, /health, /version, the saved input examples (in the
+metadata; serving_input_example.json POSTed to /invocations as is), and an
+unsupported flavor."""
 
 import json
 
@@ -128,6 +130,33 @@ def test_invocations(single):
     assert requests.get(f"{s.url}/health").status_code == 200
     v = requests.get(f"{s.url}/version")
     assert v.status_code == 200 and v.text.strip()
+
+
+def test_serving_input_example(single):
+    """The model's own serving_input_example.json is a valid /invocations
+    body and predicts what mlflow.pyfunc predicts for the input example;
+    both examples are in the v2 model metadata."""
+    name, s = single
+    body = (MLFLOW / name / "serving_input_example.json").read_bytes()
+    r = requests.post(f"{s.url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    want = np.asarray(EXPECTED[name]["input_example_predictions"], dtype=float)
+    np.testing.assert_allclose(np.asarray(r.json()["predictions"], dtype=float).reshape(want.shape), want,
+                               rtol=1e-5, atol=1e-6)
+    params = requests.get(f"{s.url}/v2/models/{name}").json()["parameters"]
+    assert params["mlflow_serving_input_example"] == json.loads(body)
+    example = json.loads((MLFLOW / name / "input_example.json").read_text())
+    assert params["mlflow_input_example"] == example
+    assert params["mlflow_input_example_info"]["type"] == "dataframe"
+    # The stored example (split orient) as v2 columns gives the same answer.
+    inputs = []
+    for j, c in enumerate(example["columns"]):
+        col = [row[j] for row in example["data"]]
+        dt = "INT64" if all(isinstance(v, int) for v in col) else "FP64"
+        inputs.append({"name": c, "datatype": dt, "shape": [len(col)], "data": col})
+    r = requests.post(f"{s.url}/v2/models/{name}/infer", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(np.asarray(r.json()["outputs"][0]["data"], dtype=float), want, rtol=1e-5, atol=1e-6)
 
 
 def test_unsupported_flavor_fails_clearly():

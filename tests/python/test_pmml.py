@@ -2,8 +2,11 @@
 sklearn2pmml or hand-written, expected values computed by JPMML, see
 tests/fixtures/pmml) served from a repository and queried with tritonclient
 (HTTP binary and gRPC, FP64/FP32/BYTES inputs, one input per PMML field),
-KServe v1 `instances`, the optional `probabilities` and output-field
-outputs, and `method: predict_proba`."""
+KServe v1 `instances`, outputs shaped as KServe's pmmlserver answers (v1: a
+record per row keyed by the target and output field names; v2: one output
+per field), JSON null as a missing value, the optional `output-0` and
+`probabilities` outputs, and `method: predict_proba` (per model and per
+request)."""
 
 import json
 import shutil
@@ -55,6 +58,7 @@ def pmml_server(tmp_path_factory):
                                     ("pmml_cat", "cat_logreg", "pipeline.pmml"),
                                     ("pmml_gbr", "gbr_diabetes", "model.pmml"),
                                     ("pmml_proba", "gbc_iris", "model.pmml"),
+                                    ("pmml_gbc", "gbc_iris", "model.pmml"),
                                     ("pmml_scorecard", "hw_scorecard", "scorecard.pmml")]:
         d = repo / served / "1"
         d.mkdir(parents=True)
@@ -117,7 +121,14 @@ def test_grpc_labels_on_thresholds(pmml_server):
         inp.set_data_from_numpy(ins[name][idx])
         inputs.append(inp)
     res = c.infer("pmml_rf", inputs)
-    assert res.as_numpy("output-0").dtype == np.int64
+    # KServe's shape: one output per field, the target then the output fields.
+    names = [o.name for o in res.get_response().outputs]
+    assert names == ["target", "probability(0)", "probability(1)", "probability(2)"]
+    assert res.as_numpy("target").dtype == np.int64
+    np.testing.assert_array_equal(res.as_numpy("target"), exp["target"][idx].astype(np.int64))
+    np.testing.assert_allclose(res.as_numpy("probability(2)"), exp["probability(2)"][idx], rtol=1e-6)
+    # output-0 (the label) on request, as before.
+    res = c.infer("pmml_rf", inputs, outputs=[grpcclient.InferRequestedOutput("output-0")])
     np.testing.assert_array_equal(res.as_numpy("output-0"), exp["target"][idx].astype(np.int64))
 
 
@@ -147,7 +158,10 @@ def test_v1_named_instances(pmml_server):
     body = {"instances": [{k: float(v[i]) for k, v in ins.items()} for i in idx]}
     r = requests.post(f"{pmml_server.url}/v1/models/pmml_gbr:predict", json=body)
     assert r.status_code == 200, r.text
-    np.testing.assert_allclose(np.array(r.json()["predictions"]), exp["progression"][idx], rtol=1e-6)
+    # A record per row keyed by the target field, even with one field.
+    preds = r.json()["predictions"]
+    assert all(list(p) == ["progression"] for p in preds)
+    np.testing.assert_allclose(np.array([p["progression"] for p in preds]), exp["progression"][idx], rtol=1e-6)
     # String fields in v1 instances.
     idx = complete_rows("cat_logreg")[:20]
     ins = columns("cat_logreg", "inputs")
@@ -155,7 +169,10 @@ def test_v1_named_instances(pmml_server):
     body = {"instances": [{"color": ins["color"][i], "size": float(ins["size"][i]), "w": float(ins["w"][i])} for i in idx]}
     r = requests.post(f"{pmml_server.url}/v1/models/pmml_cat:predict", json=body)
     assert r.status_code == 200, r.text
-    assert r.json()["predictions"] == list(exp["y"][idx])
+    preds = r.json()["predictions"]
+    assert [p["y"] for p in preds] == list(exp["y"][idx])
+    for k in ("maybe", "no", "yes"):
+        np.testing.assert_allclose([p[f"probability({k})"] for p in preds], exp[f"probability({k})"][idx], rtol=1e-6)
 
 
 def test_predict_proba_parameter(pmml_server):
@@ -202,3 +219,51 @@ def test_bad_requests(pmml_server):
     assert r.status_code == 400 and "unexpected input" in r.json()["error"]
     r = requests.post(url, json={"inputs": [{"name": IRIS[0], "datatype": "FP64", "shape": [1, 1], "data": [1.0]}]})
     assert r.status_code == 400
+
+
+def test_kserve_shape_records_ints_and_null(pmml_server):
+    """KServe pmmlserver's answer: v1 a record per row keyed by the target
+    and output field names (integer targets stay numbers), v2 one output per
+    field; JSON null is a missing value in v1 rows and v2 FP64 data."""
+    ins = columns("gbc_iris", "inputs")
+    exp = columns("gbc_iris", "expected")
+    n = SPECS["gbc_iris"]["rows"]
+    complete = complete_rows("gbc_iris")
+    url = pmml_server.url
+    # Complete rows: the integer target is an int in JSON.
+    body = {"instances": [{k: float(ins[k][i]) for k in IRIS} for i in complete]}
+    r = requests.post(f"{url}/v1/models/pmml_gbc:predict", json=body)
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert list(preds[0]) == ["target", "probability(0)", "probability(1)", "probability(2)"]
+    assert all(type(p["target"]) is int for p in preds)
+    assert [p["target"] for p in preds] == exp["target"][complete].astype(int).tolist()
+    # Every row, missing values sent as null: rows JPMML gives no
+    # prediction for answer null.
+    body = {"instances": [{k: (None if np.isnan(ins[k][i]) else float(ins[k][i])) for k in IRIS}
+                          for i in range(n)]}
+    assert any(v is None for row in body["instances"] for v in row.values())
+    r = requests.post(f"{url}/v1/models/pmml_gbc:predict", json=body)
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    for name in ("target", "probability(0)", "probability(2)"):
+        got = np.array([np.nan if p[name] is None else p[name] for p in preds], dtype=float)
+        np.testing.assert_allclose(got, exp[name], rtol=1e-6, atol=1e-12, equal_nan=True)
+    # v2 JSON: FP64 data with null; one output per field.
+    body = {"inputs": [{"name": k, "datatype": "FP64", "shape": [n],
+                        "data": [None if np.isnan(v) else float(v) for v in ins[k]]} for k in IRIS]}
+    r = requests.post(f"{url}/v2/models/pmml_gbc/infer", json=body)
+    assert r.status_code == 200, r.text
+    outs = {o["name"]: o for o in r.json()["outputs"]}
+    assert list(outs) == ["target", "probability(0)", "probability(1)", "probability(2)"]
+    assert outs["target"]["datatype"] == "FP64"  # a missing row turns the INT64 column float, as pandas does
+    got = np.array([np.nan if v is None else v for v in outs["probability(1)"]["data"]], dtype=float)
+    np.testing.assert_allclose(got, exp["probability(1)"], rtol=1e-6, atol=1e-12, equal_nan=True)
+    # Per request, probabilities instead (and back for a predict_proba model).
+    body["parameters"] = {"method": "predict_proba"}
+    r = requests.post(f"{url}/v2/models/pmml_gbc/infer", json=body)
+    out = r.json()["outputs"]
+    assert [(o["name"], o["shape"]) for o in out] == [("output-0", [n, 3])]
+    body["parameters"] = {"method": "predict"}
+    r = requests.post(f"{url}/v2/models/pmml_proba/infer", json=body)
+    assert [o["name"] for o in r.json()["outputs"]][0] == "target"

@@ -2,8 +2,10 @@
 predicted by the real `scikit-learn`, see tests/fixtures/sklearn) served from
 a repository in joblib, pickle and skops files, queried with tritonclient
 (HTTP binary and gRPC), KServe v1 `instances`, the optional outputs, the
-`method` parameter, per-column DataFrame inputs with BYTES columns, and a
-malicious pickle that must be refused without running anything."""
+`method` parameter (per model and per request), KServe's PREDICT_PROBA
+switch (`--predict_proba`, `PREDICT_PROBA=true`), MLPs, per-column
+DataFrame inputs with BYTES columns, and a malicious pickle that must be
+refused without running anything."""
 
 import json
 import os
@@ -54,6 +56,8 @@ def skl_server(tmp_path_factory):
         ("skl_ct", "pipe_ct_mixed", "model.joblib", "model.joblib"),
         ("skl_hgb_cat", "hgb_cat_pandas", "model.joblib", "model.joblib"),
         ("skl_pca", "pca", "model.joblib", "model.joblib"),
+        ("skl_mlp", "mlp_clf", "model.joblib", "model.joblib"),
+        ("skl_mlp_reg", "mlp_reg", "model.joblib", "model.joblib"),
     ]:
         d = repo / served / "1"
         d.mkdir(parents=True)
@@ -190,3 +194,97 @@ def test_bad_requests(skl_server):
         {"name": "size", "datatype": "BYTES", "shape": [1], "data": ["XL"]}]})
     # OneHotEncoder ignores unknown colors; OrdinalEncoder(handle_unknown='error') refuses the size
     assert r.status_code == 400 and "XL" in r.json()["error"], r.text
+
+
+def v2_body(x, parameters=None):
+    body = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(x.shape),
+                        "data": x.ravel().tolist()}]}
+    if parameters:
+        body["parameters"] = parameters
+    return body
+
+
+def test_mlp_parity(skl_server):
+    x = rows()
+    r = requests.post(f"{skl_server.url}/v1/models/skl_mlp:predict", json={"instances": x.tolist()})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == list(expected("mlp_clf"))
+    r = requests.post(f"{skl_server.url}/v2/models/skl_mlp_reg/infer", json=v2_body(x))
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["outputs"][0]["data"], expected("mlp_reg"), rtol=1e-6)
+
+
+def test_request_method_parameter(skl_server):
+    x = rows()
+    url = f"{skl_server.url}/v2/models/skl_mlp/infer"
+    r = requests.post(url, json=v2_body(x, {"method": "predict_proba"}))
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"]
+    assert [(o["name"], o["datatype"], o["shape"]) for o in out] == [("output-0", "FP64", [60, 3])]
+    np.testing.assert_allclose(np.array(out[0]["data"]).reshape(60, 3), expected("mlp_clf", "predict_proba"),
+                               rtol=1e-6)
+    # The next request without the parameter gets labels again.
+    r = requests.post(url, json=v2_body(x))
+    assert r.json()["outputs"][0]["data"] == list(expected("mlp_clf"))
+    # A model served with method: predict_proba switches back per request.
+    r = requests.post(f"{skl_server.url}/v2/models/skl_rf_proba/infer", json=v2_body(x, {"method": "predict"}))
+    assert r.json()["outputs"][0]["data"] == expected("rf_clf").tolist()
+    # gRPC and tritonclient carry request parameters too.
+    c = grpcclient.InferenceServerClient(skl_server.grpc)
+    inp = grpcclient.InferInput("input-0", list(x.shape), "FP64")
+    inp.set_data_from_numpy(x)
+    res = c.infer("skl_mlp", [inp], parameters={"method": "predict_proba"})
+    np.testing.assert_allclose(res.as_numpy("output-0"), expected("mlp_clf", "predict_proba"), rtol=1e-6)
+    # A method the model lacks, or an unknown one, is a 400 naming what it has.
+    r = requests.post(f"{skl_server.url}/v2/models/skl_mlp_reg/infer", json=v2_body(x, {"method": "predict_proba"}))
+    assert r.status_code == 400 and "available: predict" in r.json()["error"], r.text
+    r = requests.post(url, json=v2_body(x, {"method": "explain"}))
+    assert r.status_code == 400 and "predict_proba" in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("how", ["flag", "FERROSERVE_PREDICT_PROBA", "PREDICT_PROBA"])
+def test_predict_proba_switch(tmp_path, how):
+    """KServe's PREDICT_PROBA: classifiers answer predict_proba, models
+    without it (a regressor) answer predict, a model's own parameter wins."""
+    for served, fixture in [("clf", "mlp_clf"), ("reg", "mlp_reg"), ("own", "logreg_binary")]:
+        d = tmp_path / served
+        d.mkdir()
+        shutil.copy(SK / V / fixture / "model.joblib", d / "model.joblib")
+    (tmp_path / "own" / "model.yaml").write_text("parameters:\n  predict_proba: false\n")
+    args = ["--model_repository", str(tmp_path)]
+    env = {}
+    if how == "flag":
+        args.append("--predict_proba")
+    elif how == "FERROSERVE_PREDICT_PROBA":
+        env[how] = "true"
+    else:
+        env[how] = "True"  # KServe lower-cases the value
+    s = Server(args, env=env)
+    try:
+        x = rows()
+        meta = requests.get(f"{s.url}/v2/models/clf").json()
+        assert {o["name"]: o["shape"] for o in meta["outputs"]}["output-0"] == [-1, 3]
+        r = requests.post(f"{s.url}/v1/models/clf:predict", json={"instances": x.tolist()})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(np.array(r.json()["predictions"]), expected("mlp_clf", "predict_proba"),
+                                   rtol=1e-6)
+        r = requests.post(f"{s.url}/v2/models/clf/infer", json=v2_body(x, {"method": "predict"}))
+        assert r.json()["outputs"][0]["data"] == list(expected("mlp_clf"))
+        r = requests.post(f"{s.url}/v1/models/reg:predict", json={"instances": x.tolist()})
+        np.testing.assert_allclose(np.array(r.json()["predictions"]), expected("mlp_reg"), rtol=1e-6)
+        r = requests.post(f"{s.url}/v1/models/own:predict", json={"instances": x.tolist()})
+        assert r.json()["predictions"] == expected("logreg_binary").tolist()
+    finally:
+        s.stop()
+
+
+def test_kserve_predict_proba_other_values_are_off(tmp_path):
+    d = tmp_path / "clf"
+    d.mkdir()
+    shutil.copy(SK / V / "mlp_clf" / "model.joblib", d / "model.joblib")
+    s = Server(["--model_dir", str(d)], env={"PREDICT_PROBA": "1"})
+    try:
+        r = requests.post(f"{s.url}/v1/models/clf:predict", json={"instances": rows()[:2].tolist()})
+        assert r.json()["predictions"] == list(expected("mlp_clf")[:2])
+    finally:
+        s.stop()

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::datatype::DataType;
 use crate::error::Error;
+use crate::model::InferContext;
 use crate::registry::ServedModel;
 use crate::request::{InferRequest, InferResponse};
 use crate::tensor::Tensor;
@@ -184,14 +185,20 @@ pub fn validate_outputs(model: &ServedModel, req: &InferRequest) -> Result<(), E
 
 /// Keeps the outputs a request asked for, in its order, with its output
 /// parameters attached; with none asked for, every output that is not
-/// `optional` (on request only).
+/// `optional` (on request only), or every output when the model returned
+/// only optional ones.
 pub fn select_outputs(
     sig: &crate::model::Signature,
     requested: &[crate::request::RequestedOutput],
     mut outputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, Error> {
     if requested.is_empty() {
-        outputs.retain(|t| !sig.outputs.iter().any(|s| s.optional && s.name == t.name));
+        let is_optional = |t: &Tensor| sig.outputs.iter().any(|s| s.optional && s.name == t.name);
+        // A runtime that returned only optional outputs for this request
+        // (a request parameter switched what it computes) meant them.
+        if !outputs.iter().all(is_optional) {
+            outputs.retain(|t| !is_optional(t));
+        }
         return Ok(outputs);
     }
     let mut selected = Vec::with_capacity(requested.len());
@@ -228,7 +235,8 @@ pub fn run_blocking(model: &ServedModel, req: InferRequest) -> Result<InferRespo
     let inputs = validate_inputs(model, req.inputs)?;
     let batch = batch_rows(model, &inputs) as u64;
     let t1 = Instant::now();
-    let outputs = model.model.infer(inputs)?;
+    let ctx = InferContext::new(&req.parameters, &req.outputs);
+    let outputs = model.model.infer_with(inputs, &ctx)?;
     let t2 = Instant::now();
     let outputs = select_outputs(model.signature(), &req.outputs, outputs)?;
     let t3 = Instant::now();
@@ -290,12 +298,26 @@ pub async fn infer(model: Arc<ServedModel>, req: InferRequest) -> Result<InferRe
         schedule(&model, scheduler, req).await
     } else if runs_inline(&model, &req) {
         model.stats.queue.record(start.elapsed());
-        run_blocking(&model, req)
+        crate::stage_span!("compute", ferroserve.model.name = %model.name, ferroserve.model.version = %model.version_str)
+            .in_scope(|| run_blocking(&model, req))
     } else {
         let m = Arc::clone(&model);
+        // Stage spans (free when tracing is off): `queue` until a compute
+        // thread picks the request up, then `compute`, both children of the
+        // request's span.
+        let queue = crate::stage_span!("queue");
+        let parent = if queue.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::Span::current()
+        };
         tokio::task::spawn_blocking(move || {
             m.stats.queue.record(start.elapsed());
-            run_blocking(&m, req)
+            drop(queue);
+            // Created inside the parent (not with `parent:`): the exporter's
+            // filter keeps only stage spans inside a traced request.
+            crate::stage_span!(in &parent, "compute", ferroserve.model.name = %m.name, ferroserve.model.version = %m.version_str)
+                .in_scope(|| run_blocking(&m, req))
         })
         .await
         .unwrap_or_else(|e| Err(Error::internal(format!("inference task failed: {e}"))))

@@ -15,11 +15,12 @@ pub mod request;
 pub mod scheduler;
 pub mod stats;
 pub mod tensor;
+pub mod trace;
 
 pub use config::ModelConfig;
 pub use datatype::DataType;
 pub use error::{Error, Result};
-pub use model::{LoadContext, Model, Runtime, Signature, TensorSpec};
+pub use model::{InferContext, LoadContext, Model, Runtime, Signature, TensorSpec};
 pub use parameters::{ParamValue, Parameters};
 pub use registry::{Registry, RegistryOptions, ServedModel};
 pub use request::{InferRequest, InferResponse, RequestedOutput};

@@ -6,7 +6,63 @@ use std::sync::Arc;
 use crate::config::ModelConfig;
 use crate::datatype::DataType;
 use crate::error::Error;
+use crate::parameters::{ParamValue, Parameters};
+use crate::request::RequestedOutput;
 use crate::tensor::Tensor;
+
+/// What a runtime may want to know about the request behind one
+/// [`Model::infer_with`] call: its request-level parameters (e.g.
+/// `"method": "predict_proba"`) and the outputs it asked for by name.
+/// Requests merged into one batch by the dynamic batcher always have equal
+/// parameters and requested outputs, so one context describes them all.
+#[derive(Debug, Clone, Copy)]
+pub struct InferContext<'a> {
+    /// Request-level parameters, as the protocol decoded them.
+    pub parameters: &'a Parameters,
+    /// The outputs the request asked for; empty means "the default ones".
+    pub outputs: &'a [RequestedOutput],
+}
+
+static NO_PARAMETERS: Parameters = Parameters::new();
+
+impl Default for InferContext<'_> {
+    fn default() -> Self {
+        InferContext {
+            parameters: &NO_PARAMETERS,
+            outputs: &[],
+        }
+    }
+}
+
+impl<'a> InferContext<'a> {
+    /// A context for a request with `parameters` asking for `outputs`.
+    pub fn new(parameters: &'a Parameters, outputs: &'a [RequestedOutput]) -> Self {
+        InferContext {
+            parameters,
+            outputs,
+        }
+    }
+
+    /// The request parameter `name`, if given.
+    pub fn parameter(&self, name: &str) -> Option<&'a ParamValue> {
+        self.parameters.get(name)
+    }
+
+    /// The names of the outputs the request asked for, in its order.
+    pub fn requested_names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.outputs.iter().map(|o| o.name.as_str())
+    }
+
+    /// True when the request asked for outputs by name.
+    pub fn has_requested_outputs(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
+    /// True when the request asked for the output `name`.
+    pub fn is_requested(&self, name: &str) -> bool {
+        self.outputs.iter().any(|o| o.name == name)
+    }
+}
 
 /// Declared input or output of a model. `-1` marks a dynamic dimension.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +146,32 @@ pub trait Model: Send + Sync + 'static {
     /// of its `alt_datatypes`) and a fitting shape. Returns outputs in
     /// signature order; the server drops those the request did not ask for.
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error>;
+
+    /// Runs the model for a request described by `ctx` (its parameters and
+    /// requested outputs); this is what the server calls. Inputs are checked
+    /// as for [`Model::infer`]. A runtime may compute only the outputs the
+    /// request needs, or let a request parameter change what an output holds
+    /// (the scikit-learn runtime's `"method": "predict_proba"`). With no
+    /// outputs requested, the server keeps the returned outputs that are not
+    /// `optional` (all of them when every returned one is optional). The
+    /// default ignores `ctx` and calls [`Model::infer`].
+    fn infer_with(
+        &self,
+        inputs: Vec<Tensor>,
+        ctx: &InferContext<'_>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let _ = ctx;
+        self.infer(inputs)
+    }
+
+    /// How KServe v1 lays out this model's predictions. `false` (the
+    /// default): with one output each prediction is that output's row, with
+    /// several an object keyed by output name. `true`: always an object
+    /// keyed by output name, one per row, even for one output, as KServe's
+    /// pmmlserver answers (a record per row of JPMML's results).
+    fn v1_records(&self) -> bool {
+        false
+    }
 
     /// Extra facts about the model for its metadata (e.g. `feature_names`),
     /// shown under `parameters` in the REST model metadata.

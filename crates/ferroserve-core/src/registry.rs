@@ -208,9 +208,11 @@ impl Registry {
             None => entry.versions.values().next_back(),
             Some(v) => v.parse::<u64>().ok().and_then(|n| entry.versions.get(&n)),
         };
-        found
+        let found = found
             .cloned()
-            .ok_or_else(|| Error::model_not_found(name, version))
+            .ok_or_else(|| Error::model_not_found(name, version))?;
+        crate::trace::record_model(&found.name, &found.version_str);
+        Ok(found)
     }
 
     /// Every loaded version, sorted by name then version.

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::{ModelConfig, QueuePolicy, TimeoutAction};
 use crate::error::Error;
 use crate::executor::select_outputs;
-use crate::model::Model;
+use crate::model::{InferContext, Model};
 use crate::parameters::ParamValue;
 use crate::request::{InferRequest, InferResponse};
 use crate::stats::ModelStats;
@@ -159,6 +159,64 @@ struct Entry {
     deadline: Option<Instant>,
     state: Arc<AtomicU8>,
     tx: oneshot::Sender<Result<InferResponse, Error>>,
+    /// Stage spans of a traced request; `None` (no allocation) when tracing
+    /// is off.
+    trace: Option<Box<EntryTrace>>,
+}
+
+/// The spans of one traced request while the scheduler holds it.
+struct EntryTrace {
+    /// The request's span: parent of its `queue`, `batch` and `compute` spans.
+    parent: tracing::Span,
+    /// Open from enqueue until a batch takes the request.
+    queue: tracing::Span,
+}
+
+impl EntryTrace {
+    /// Starts the `queue` span of a request entering the queue, as a child of
+    /// the current span; `None` when tracing is off.
+    fn start(priority: usize) -> Option<Box<Self>> {
+        let queue = crate::stage_span!("queue", ferroserve.priority = priority as i64);
+        if queue.is_disabled() {
+            return None;
+        }
+        Some(Box::new(EntryTrace {
+            parent: tracing::Span::current(),
+            queue,
+        }))
+    }
+}
+
+impl Entry {
+    /// Ends the `queue` span: a batch took the request.
+    fn dequeued(&mut self) {
+        if let Some(t) = &mut self.trace {
+            t.queue = tracing::Span::none();
+        }
+    }
+}
+
+/// One `batch` span per traced member of a batch (empty, no allocation,
+/// when tracing is off).
+fn batch_spans(batch: &[Entry]) -> Vec<tracing::Span> {
+    if batch.iter().all(|e| e.trace.is_none()) {
+        return Vec::new();
+    }
+    let rows: usize = batch.iter().map(|e| e.rows).sum();
+    batch
+        .iter()
+        .map(|e| match &e.trace {
+            // Created inside the request's span (the exporter keeps only
+            // stage spans inside a traced request).
+            Some(t) => crate::stage_span!(
+                in &t.parent,
+                "batch",
+                ferroserve.batch.requests = batch.len() as i64,
+                ferroserve.batch.rows = rows as i64
+            ),
+            None => tracing::Span::none(),
+        })
+        .collect()
 }
 
 impl Entry {
@@ -339,6 +397,7 @@ impl Scheduler {
                 deadline,
                 state: Arc::clone(&state),
                 tx,
+                trace: EntryTrace::start(priority),
             };
             // Fast path: nothing queued, nothing running, and the model may
             // run at once when idle: run here, without waking a worker.
@@ -356,8 +415,9 @@ impl Scheduler {
                 None
             }
         };
-        if let Some(entry) = entry {
+        if let Some(mut entry) = entry {
             self.stats.queue.record(enqueued.elapsed());
+            entry.dequeued();
             let bytes: usize = entry.req.inputs.iter().map(Tensor::binary_size).sum();
             let result = if crate::executor::is_tiny(&self.stats, bytes) {
                 Ok(self.execute(std::slice::from_ref(&entry)).pop())
@@ -481,11 +541,12 @@ impl Scheduler {
                         || (self.cfg.dispatch_when_idle && q.running == 0)
                         || q.closed
                     {
-                        let batch = take(&mut q, &picked);
-                        for e in &batch {
+                        let mut batch = take(&mut q, &picked);
+                        for e in &mut batch {
                             self.stats
                                 .queue
                                 .record(now.saturating_duration_since(e.enqueued));
+                            e.dequeued();
                         }
                         q.running += 1;
                         let ticket = q.next_ticket;
@@ -556,16 +617,21 @@ impl Scheduler {
 
     /// Runs a batch (on a compute thread) and returns one result per member.
     fn execute(&self, batch: &[Entry]) -> Vec<Result<InferResponse, Error>> {
+        let spans = batch_spans(batch);
         if batch.len() == 1 {
-            return vec![self.run_one(&batch[0])];
+            return vec![self.run_one(&batch[0], spans.first())];
         }
-        match self.run_merged(batch) {
+        match self.run_merged(batch, &spans) {
             Ok(results) => results.into_iter().map(Ok).collect(),
             Err(e) => {
                 // Isolate the failure: rerun each member alone, so only the
                 // requests that fail by themselves get an error.
                 tracing::warn!(model = %self.model_name, size = batch.len(), "merged batch failed ({e}); retrying its requests one by one");
-                batch.iter().map(|e| self.run_one(e)).collect()
+                batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| self.run_one(e, spans.get(i)))
+                    .collect()
             }
         }
     }
@@ -580,9 +646,31 @@ impl Scheduler {
         })
     }
 
-    fn run_one(&self, e: &Entry) -> Result<InferResponse, Error> {
+    /// One `compute` span under each `batch` span (none when tracing is off).
+    fn compute_spans(&self, batch_spans: &[tracing::Span]) -> Vec<tracing::Span> {
+        batch_spans
+            .iter()
+            .map(|b| {
+                if b.is_none() {
+                    return tracing::Span::none();
+                }
+                crate::stage_span!(
+                    in b,
+                    "compute",
+                    ferroserve.model.name = %self.model_name,
+                    ferroserve.model.version = %self.version
+                )
+            })
+            .collect()
+    }
+
+    fn run_one(&self, e: &Entry, span: Option<&tracing::Span>) -> Result<InferResponse, Error> {
         let t1 = Instant::now();
-        let outputs = self.model.infer(e.req.inputs.clone())?;
+        let ctx = InferContext::new(&e.req.parameters, &e.req.outputs);
+        let compute = self.compute_spans(span.map(std::slice::from_ref).unwrap_or_default());
+        let outputs = self.model.infer_with(e.req.inputs.clone(), &ctx);
+        drop(compute);
+        let outputs = outputs?;
         let t2 = Instant::now();
         let resp = self.respond(e, outputs);
         self.stats
@@ -590,7 +678,11 @@ impl Scheduler {
         resp
     }
 
-    fn run_merged(&self, batch: &[Entry]) -> Result<Vec<InferResponse>, Error> {
+    fn run_merged(
+        &self,
+        batch: &[Entry],
+        spans: &[tracing::Span],
+    ) -> Result<Vec<InferResponse>, Error> {
         let t0 = Instant::now();
         let total: usize = batch.iter().map(|e| e.rows).sum();
         let n_inputs = batch[0].req.inputs.len();
@@ -600,7 +692,13 @@ impl Scheduler {
             merged.push(concat(&parts, total)?);
         }
         let t1 = Instant::now();
-        let outputs = self.model.infer(merged)?;
+        // Merged requests have equal parameters and requested outputs (the
+        // batch key), so the first one's describe them all.
+        let ctx = InferContext::new(&batch[0].req.parameters, &batch[0].req.outputs);
+        let compute = self.compute_spans(spans);
+        let outputs = self.model.infer_with(merged, &ctx);
+        drop(compute);
+        let outputs = outputs?;
         let t2 = Instant::now();
         let mut per_request: Vec<Vec<Tensor>> = batch.iter().map(|_| Vec::new()).collect();
         for out in outputs {

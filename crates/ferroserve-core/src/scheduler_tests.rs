@@ -409,3 +409,116 @@ fn different_parameters_are_not_merged() {
         assert!(model.runs.lock().iter().all(|(_, rows)| *rows == 1));
     });
 }
+
+/// y = scale·x, `scale` a request parameter read through `infer_with`;
+/// also returns an optional output `z` only when asked for by name.
+struct Scaled {
+    sig: Signature,
+}
+
+impl Model for Scaled {
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        self.infer_with(inputs, &crate::model::InferContext::default())
+    }
+
+    fn infer_with(
+        &self,
+        inputs: Vec<Tensor>,
+        ctx: &crate::model::InferContext<'_>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let scale = match ctx.parameter("scale") {
+            Some(ParamValue::Double(d)) => *d as f32,
+            Some(ParamValue::Int(i)) => *i as f32,
+            _ => 1.0,
+        };
+        let x = inputs[0].to_vec::<f32>()?;
+        let rows = inputs[0].shape[0];
+        let y: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let mut out = Vec::new();
+        if ctx.is_requested("z") {
+            out.push(Tensor::from_vec("z", vec![rows, 2], y.clone())?);
+        }
+        if !ctx.has_requested_outputs() || ctx.is_requested("y") {
+            out.push(Tensor::from_vec("y", vec![rows, 2], y)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The request's parameters and requested outputs reach the model, alone
+/// and in merged batches (requests with other parameters are never merged).
+#[test]
+fn infer_context_reaches_the_model() {
+    rt().block_on(async {
+        let mut z = TensorSpec::new("z", DataType::F32, vec![-1, 2]);
+        z.optional = true;
+        let model = Arc::new(Scaled {
+            sig: Signature {
+                platform: "test".into(),
+                backend: "test".into(),
+                model_file: "-".into(),
+                inputs: vec![TensorSpec::new("x", DataType::F32, vec![-1, 2])],
+                outputs: vec![TensorSpec::new("y", DataType::F32, vec![-1, 2]), z],
+            },
+        });
+        let s = Arc::new(Scheduler::new(
+            cfg(true),
+            Arc::clone(&model) as Arc<dyn Model>,
+            Arc::new(ModelStats::default()),
+            "m".into(),
+            "1".into(),
+        ));
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let r = req(&[1.0, 2.0]);
+                let r = if i % 2 == 0 {
+                    with_param(r, "scale", ParamValue::Int(3))
+                } else {
+                    r
+                };
+                let want = if i % 2 == 0 { 3.0 } else { 1.0 };
+                assert_eq!(submit(&s, r).await.unwrap(), vec![want, 2.0 * want]);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Asked for by name: only that output, computed on its own.
+        let (mut r, rows) = req(&[1.0, 2.0]);
+        r.outputs = vec![crate::request::RequestedOutput {
+            name: "z".into(),
+            ..Default::default()
+        }];
+        let resp = s.submit(r, rows).await.unwrap();
+        assert_eq!(resp.outputs.len(), 1);
+        assert_eq!(resp.outputs[0].name, "z");
+    });
+}
+
+/// With no outputs asked for, optional outputs are dropped, unless the
+/// model returned only optional ones (a request parameter switched them).
+#[test]
+fn select_outputs_keeps_what_a_switched_model_returned() {
+    let mut z = TensorSpec::new("z", DataType::F32, vec![-1]);
+    z.optional = true;
+    let sig = Signature {
+        platform: "test".into(),
+        backend: "test".into(),
+        model_file: "-".into(),
+        inputs: vec![],
+        outputs: vec![TensorSpec::new("y", DataType::F32, vec![-1]), z],
+    };
+    let t = |n: &str| Tensor::from_vec(n, vec![1], vec![1.0f32]).unwrap();
+    let kept = crate::executor::select_outputs(&sig, &[], vec![t("y"), t("z")]).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].name, "y");
+    let kept = crate::executor::select_outputs(&sig, &[], vec![t("z")]).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].name, "z");
+}

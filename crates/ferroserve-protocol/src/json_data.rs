@@ -174,8 +174,23 @@ impl<'de> Visitor<'de> for Flatten<'_> {
         }
     }
 
+    /// JSON `null` is a missing value: NaN in a floating-point tensor, an
+    /// empty string in a BYTES one (as KServe's pandas-based servers read
+    /// it); other types have no missing value.
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(format!("null given for a {} tensor", self.dt)))
+        match (self.dt, &mut *self.sink) {
+            (DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64, _) => {
+                push_float(self.dt, self.sink, f64::NAN)
+            }
+            (DataType::Bytes, Sink::Strings(out)) => {
+                out.push(Bytes::new());
+                Ok(())
+            }
+            _ => Err(E::custom(format!(
+                "null given for a {} tensor (null is a missing value only in FP16/BF16/FP32/FP64 and BYTES tensors)",
+                self.dt
+            ))),
+        }
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
@@ -260,6 +275,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn null_is_missing() {
+        let t = Tensor::new(
+            "x",
+            DataType::F64,
+            vec![3],
+            parse_data(DataType::F64, "[1.5, null, 2]").unwrap(),
+        )
+        .unwrap();
+        let v = t.to_vec::<f64>().unwrap();
+        assert_eq!(v[0], 1.5);
+        assert!(v[1].is_nan());
+        assert!(parse_data(DataType::F32, "[[null]]").is_ok());
+        let s = parse_data(DataType::Bytes, "[\"a\", null]").unwrap();
+        assert_eq!(
+            s,
+            TensorData::Strings(vec![Bytes::from_static(b"a"), Bytes::new()])
+        );
+    }
+
+    #[test]
     fn nested_and_flat_agree() {
         let a = parse_data(DataType::F32, "[[1, 2.5], [3, 4]]").unwrap();
         let b = parse_data(DataType::F32, "[1, 2.5, 3, 4]").unwrap();
@@ -273,7 +308,8 @@ mod tests {
         assert!(parse_data(DataType::U16, "[-1]").is_err());
         assert!(parse_data(DataType::I32, "[1.5]").is_err());
         assert!(parse_data(DataType::F32, "[\"a\"]").is_err());
-        assert!(parse_data(DataType::F32, "[null]").is_err());
+        assert!(parse_data(DataType::I64, "[null]").is_err());
+        assert!(parse_data(DataType::Bool, "[null]").is_err());
         assert!(parse_data(DataType::Bytes, "[1]").is_err());
         assert!(parse_data(DataType::Bool, "[true, false, 1]").is_ok());
         assert!(parse_data(DataType::Bool, "[2]").is_err());

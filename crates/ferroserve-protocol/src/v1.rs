@@ -150,8 +150,15 @@ fn column_tensor(spec: &TensorSpec, value: &Value) -> Result<Tensor, Error> {
 
 /// Encodes a response as `{"predictions": [...]}`.
 pub fn encode_response(resp: &InferResponse) -> Result<Vec<u8>, Error> {
+    encode_response_with(resp, false)
+}
+
+/// Encodes a response as `{"predictions": [...]}`; with `records`, each
+/// prediction is an object keyed by output name even when there is one
+/// output (see `Model::v1_records`).
+pub fn encode_response_with(resp: &InferResponse, records: bool) -> Result<Vec<u8>, Error> {
     let predictions = match resp.outputs.as_slice() {
-        [one] => rows_of(one)?,
+        [one] if !records => rows_of(one)?,
         many => {
             let per_output: Vec<(String, Vec<Value>)> = many
                 .iter()

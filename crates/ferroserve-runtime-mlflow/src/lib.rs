@@ -17,7 +17,9 @@
 //! fails to load with an error naming it and listing what is supported.
 //!
 //! A column-based MLflow signature becomes the model's inputs (one per
-//! column); see [`model::MlflowModel`].
+//! column); see [`model::MlflowModel`]. The saved input examples
+//! (`input_example.json`, `serving_input_example.json`) are shown in the
+//! model metadata.
 
 pub mod mlmodel;
 pub mod model;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 use ferroserve_core::{Error, LoadContext, Model, Runtime};
 
-pub use mlmodel::{Flavor, MlModel};
+pub use mlmodel::{Flavor, InputExamples, MlModel};
 pub use model::MlflowModel;
 
 /// The file that marks an MLflow model folder.
@@ -62,7 +64,8 @@ impl MlflowRuntime {
             })?;
         flavor.check_file(dir)?;
         let inner = delegate.load_file(dir, &flavor.file, ctx)?;
-        let model = MlflowModel::new(inner, &mlmodel, &flavor)?;
+        let examples = mlmodel.input_examples(dir);
+        let model = MlflowModel::with_examples(inner, &mlmodel, &flavor, examples)?;
         tracing::info!(
             model = %dir.display(),
             flavor = %flavor.name,

@@ -24,6 +24,73 @@ pub struct MlModel {
     /// The MLflow version that saved the model.
     #[serde(default)]
     pub mlflow_version: Option<String>,
+    /// Where the input example is (`artifact_path`, `serving_input_path`,
+    /// `type`, `pandas_orient`), when the model was saved with one.
+    #[serde(default)]
+    pub saved_input_example_info: Option<serde_yaml::Value>,
+}
+
+/// Largest input example file read into the model metadata.
+pub const MAX_EXAMPLE_BYTES: u64 = 1 << 20;
+
+/// The model's input examples, as MLflow saved them beside `MLmodel`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputExamples {
+    /// `input_example.json`: the example in MLflow's storage form (for a
+    /// data frame `{"columns": [...], "data": [[...]]}`).
+    pub input_example: Option<Value>,
+    /// `saved_input_example_info` (type, pandas_orient, file names).
+    pub info: Option<Value>,
+    /// `serving_input_example.json`: a request body for `/invocations`
+    /// (`{"dataframe_split": ...}`, `{"inputs": ...}`).
+    pub serving_input_example: Option<Value>,
+}
+
+/// `name` when it is a plain file name inside the model folder (no
+/// directories, no `..`): an `MLmodel` must not point the server at other
+/// files.
+fn plain_file_name(name: &str) -> Option<&str> {
+    let p = Path::new(name);
+    let mut parts = p.components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Some(name),
+        _ => None,
+    }
+}
+
+/// Reads `dir/name` as JSON when it is small enough; a missing file is
+/// `None`, an unreadable or invalid one is logged and `None`.
+fn read_example(dir: &Path, name: &str) -> Option<Value> {
+    let Some(name) = plain_file_name(name) else {
+        tracing::warn!(
+            file = name,
+            "MLmodel names an input example outside the model folder: ignored"
+        );
+        return None;
+    };
+    let path = dir.join(name);
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.len() > MAX_EXAMPLE_BYTES {
+        tracing::info!(file = %path.display(), bytes = meta.len(), "input example larger than 1 MiB: not shown in the model metadata");
+        return None;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "cannot read the input example: {e}");
+            return None;
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "the input example is not JSON: {e}");
+            None
+        }
+    }
 }
 
 /// `signature:` of an `MLmodel`: `inputs`/`outputs` are JSON text.
@@ -78,6 +145,30 @@ impl MlModel {
     /// Parses the text of an `MLmodel` file.
     pub fn parse(text: &str) -> Result<Self, Error> {
         serde_yaml::from_str(text).map_err(|e| Error::Load(format!("invalid MLmodel: {e}")))
+    }
+
+    /// The input examples saved with the model (`saved_input_example_info`:
+    /// `artifact_path`, default `input_example.json`; `serving_input_path`,
+    /// default `serving_input_example.json`). Only plain file names inside
+    /// `dir` are read, each up to [`MAX_EXAMPLE_BYTES`].
+    pub fn input_examples(&self, dir: &Path) -> InputExamples {
+        let info = self.saved_input_example_info.as_ref();
+        let name = |key: &str, default: &'static str| -> String {
+            info.and_then(|i| str_of(i, key))
+                .unwrap_or(default)
+                .to_string()
+        };
+        let input_example =
+            info.and_then(|_| read_example(dir, &name("artifact_path", "input_example.json")));
+        let serving_input_example = read_example(
+            dir,
+            &name("serving_input_path", "serving_input_example.json"),
+        );
+        InputExamples {
+            input_example,
+            info: info.and_then(|i| serde_json::to_value(i).ok()),
+            serving_input_example,
+        }
     }
 
     /// The flavor to serve: a native one when present, else

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use ferroserve_core::{DataType, Error, Model, Signature, Tensor, TensorSpec};
+use ferroserve_core::{DataType, Error, InferContext, Model, Signature, Tensor, TensorSpec};
 use serde_json::{Map, Value};
 
-use crate::mlmodel::{Column, Flavor, MlModel};
+use crate::mlmodel::{Column, Flavor, InputExamples, MlModel};
 
 /// Name of the single-matrix input accepted beside the columns.
 pub const MATRIX_INPUT: &str = "input-0";
@@ -69,6 +69,18 @@ fn column_spec(c: &Column) -> TensorSpec {
 impl MlflowModel {
     /// Wraps `inner`, loaded for `flavor` of `mlmodel`.
     pub fn new(inner: Arc<dyn Model>, mlmodel: &MlModel, flavor: &Flavor) -> Result<Self, Error> {
+        Self::with_examples(inner, mlmodel, flavor, InputExamples::default())
+    }
+
+    /// Like [`MlflowModel::new`], with the model's saved input examples,
+    /// shown in the metadata parameters as `mlflow_input_example`,
+    /// `mlflow_input_example_info` and `mlflow_serving_input_example`.
+    pub fn with_examples(
+        inner: Arc<dyn Model>,
+        mlmodel: &MlModel,
+        flavor: &Flavor,
+        examples: InputExamples,
+    ) -> Result<Self, Error> {
         let dsig = inner.signature().clone();
         let columns = mlmodel.columns()?;
         let mut signature = Signature {
@@ -142,6 +154,15 @@ impl MlflowModel {
         }
         if let Some(s) = mlmodel.signature_json() {
             parameters.insert("mlflow_signature".into(), s);
+        }
+        if let Some(v) = examples.input_example {
+            parameters.insert("mlflow_input_example".into(), v);
+        }
+        if let Some(v) = examples.info {
+            parameters.insert("mlflow_input_example_info".into(), v);
+        }
+        if let Some(v) = examples.serving_input_example {
+            parameters.insert("mlflow_serving_input_example".into(), v);
         }
         Ok(MlflowModel {
             inner,
@@ -222,8 +243,18 @@ impl Model for MlflowModel {
     }
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        self.infer_with(inputs, &InferContext::default())
+    }
+
+    /// Hands the request's context (parameters such as `method`, requested
+    /// outputs) on to the delegate.
+    fn infer_with(
+        &self,
+        inputs: Vec<Tensor>,
+        ctx: &InferContext<'_>,
+    ) -> Result<Vec<Tensor>, Error> {
         match &self.plan {
-            Plan::PassThrough => self.inner.infer(inputs),
+            Plan::PassThrough => self.inner.infer_with(inputs, ctx),
             Plan::ByName => {
                 let d = self.inner.signature();
                 let mut out = Vec::with_capacity(inputs.len());
@@ -237,7 +268,7 @@ impl Model for MlflowModel {
                         )?);
                     }
                 }
-                self.inner.infer(out)
+                self.inner.infer_with(out, ctx)
             }
             Plan::Matrix { columns, target } => {
                 let mut inputs = inputs;
@@ -249,7 +280,7 @@ impl Model for MlflowModel {
                     }
                     let m = inputs.swap_remove(i);
                     let m = convert(m, &target.name, target.datatype, &target.alt_datatypes)?;
-                    return self.inner.infer(vec![m]);
+                    return self.inner.infer_with(vec![m], ctx);
                 }
                 let f = columns.len();
                 let mut rows = 0;
@@ -281,12 +312,16 @@ impl Model for MlflowModel {
                     }
                 }
                 let m = typed(&target.name, target.datatype, vec![rows, f], data)?;
-                self.inner.infer(vec![m])
+                self.inner.infer_with(vec![m], ctx)
             }
         }
     }
 
     fn metadata_parameters(&self) -> Map<String, Value> {
         self.parameters.clone()
+    }
+
+    fn v1_records(&self) -> bool {
+        self.inner.v1_records()
     }
 }

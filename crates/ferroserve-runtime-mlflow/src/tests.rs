@@ -206,3 +206,43 @@ fn fixtures_match_pyfunc() {
         .to_string();
     assert!(e.contains("pytorch") && e.contains("supported:"), "{e}");
 }
+
+/// The saved input examples are read (and shown in the metadata); an
+/// `MLmodel` cannot point at files outside its folder.
+#[test]
+fn input_examples_in_metadata() {
+    use ferroserve_core::{LoadContext, Runtime};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mlflow");
+    let rt = crate::MlflowRuntime::new(vec![Arc::new(
+        ferroserve_runtime_sklearn::SklearnRuntime::new(),
+    )]);
+    let m = rt
+        .load(&root.join("sklearn_pickle"), &LoadContext::default())
+        .unwrap();
+    let p = m.metadata_parameters();
+    assert_eq!(p["mlflow_input_example"]["columns"][0], "sepal_length");
+    assert_eq!(
+        p["mlflow_input_example"]["data"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(p["mlflow_input_example_info"]["type"], "dataframe");
+    assert_eq!(
+        p["mlflow_serving_input_example"]["dataframe_split"]["columns"][3],
+        "petal_width"
+    );
+
+    let dir = std::env::temp_dir().join(format!("ferroserve-mlflow-ex-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret.json"), "{\"x\": 1}").unwrap();
+    let inner = dir.join("m");
+    std::fs::create_dir_all(&inner).unwrap();
+    let mlmodel = MlModel::parse(&format!(
+        "{SKLEARN}saved_input_example_info:\n  artifact_path: ../secret.json\n  serving_input_path: /etc/hostname\n  type: dataframe\n"
+    ))
+    .unwrap();
+    let ex = mlmodel.input_examples(&inner);
+    assert!(ex.input_example.is_none());
+    assert!(ex.serving_input_example.is_none());
+    assert!(ex.info.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,14 +17,19 @@
 //!   missing for every row): FP64 for numeric fields (FP32, INT64, INT32,
 //!   BOOL, BYTES accepted; NaN is missing), BYTES for string fields
 //!   (INT64/INT32 accepted; an empty string is missing), BOOL for boolean
-//!   fields. Outputs: `output-0` (regression: FP64; classification: the
-//!   label as BYTES, INT64, BOOL or FP64 following the target DataField's
-//!   dataType), optional `probabilities` `[-1, C]` FP64 with columns in
-//!   the order of the target DataField's `Value`s (then labels first seen
-//!   in the model), and every final PMML `OutputField` as an optional
-//!   output of its own name (FP64, or BYTES for strings; NaN/"" missing).
-//! - **Parameters** (`model.yaml`): `method: predict_proba` makes
-//!   `output-0` the `[N, C]` probabilities.
+//!   fields. Outputs, shaped as KServe's pmmlserver answers: one per
+//!   field, `[-1]` — the target field under its own name (regression: FP64;
+//!   classification: the label as BYTES, INT64, BOOL or FP64 following the
+//!   target DataField's dataType), then every final PMML `OutputField`
+//!   under its own name (FP64, INT64, BOOL or BYTES by its dataType;
+//!   NaN/"" missing; an INT64/BOOL column with a missing row turns FP64).
+//!   [`PmmlModel`] asks KServe v1 for records (one object per row keyed by
+//!   field name). On request only: `output-0` (the predicted value) and
+//!   `probabilities` `[-1, C]` FP64 with columns in the order of the
+//!   target DataField's `Value`s (then labels first seen in the model).
+//! - **Parameters** (`model.yaml`, or per request the v2 parameter
+//!   `method`): `method: predict_proba` makes the answer `output-0` alone,
+//!   the `[N, C]` probabilities.
 //!
 //! Values keep their PMML data type: a `float` field is compared with
 //! thresholds parsed as `float`, as JPMML does, so rows on split

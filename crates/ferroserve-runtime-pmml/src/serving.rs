@@ -1,12 +1,14 @@
 //! The served model: the signature derived from a document (one input per
-//! active mining field, `output-0`, `probabilities`, the PMML output
-//! fields) and batch inference over request tensors.
+//! active mining field; outputs shaped as KServe's pmmlserver answers: one
+//! per field, the target then the PMML output fields, plus `output-0` and
+//! `probabilities` on request) and batch inference over request tensors.
 
 use std::path::Path;
 
 use bytes::Bytes;
 use ferroserve_core::{
-    DataType as Dt, Error, LoadContext, Model as ServedModel, Signature, Tensor, TensorSpec,
+    DataType as Dt, Error, InferContext, LoadContext, Model as ServedModel, Signature, Tensor,
+    TensorSpec,
 };
 use rayon::prelude::*;
 
@@ -59,8 +61,10 @@ impl LoadOptions {
                         }
                     }
                 }
-                // The server's default ONNX engine choice reaches every model.
-                "engine" => {}
+                // Server-wide defaults that reach every model: the ONNX
+                // engine choice and scikit-learn's --predict_proba switch
+                // (KServe's pmmlserver has none).
+                "engine" | "predict_proba" => {}
                 other => tracing::warn!(
                     parameter = other,
                     "unknown PMML model parameter ignored (known: {METHOD_PARAMETER})"
@@ -74,6 +78,23 @@ impl LoadOptions {
     }
 }
 
+/// What one output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// The predicted value under the target field's name, typed by the
+    /// target's `dataType`; a column of INT64/BOOL labels with a row that has
+    /// no prediction turns FP64 with NaN (as pandas does in KServe's
+    /// pmmlserver).
+    Target,
+    /// `output-0`: the predicted value; a missing INT64/BOOL label fails
+    /// the request.
+    Label,
+    /// Class probabilities `[N, C]`.
+    Probabilities,
+    /// The document's output field at this index.
+    Field(usize),
+}
+
 /// A loaded PMML model, ready to serve.
 #[derive(Debug)]
 pub struct PmmlModel {
@@ -82,8 +103,21 @@ pub struct PmmlModel {
     method: Method,
     /// How `output-0` is encoded for classifiers.
     label_type: Dt,
-    /// Indices of the document's output fields that are outputs.
-    exposed: Vec<usize>,
+    /// What each signature output holds, in signature order.
+    kinds: Vec<Out>,
+    /// The outputs (name, kind) a `method: predict` request answers with by
+    /// default: the target field, then every output field.
+    by_field: Vec<(String, Out)>,
+}
+
+/// The tensor type of an output field of PMML type `dt`.
+fn field_type(dt: DataType) -> Dt {
+    match dt {
+        DataType::String => Dt::Bytes,
+        DataType::Integer => Dt::I64,
+        DataType::Boolean => Dt::Bool,
+        _ => Dt::F64,
+    }
 }
 
 fn input_spec(name: &str, dt: DataType) -> TensorSpec {
@@ -149,29 +183,52 @@ impl PmmlModel {
             _ => Dt::F64,
         };
         let n_classes = doc.classes.len() as i64;
-        let mut outputs = Vec::new();
-        match (classification, opts.method) {
-            (false, _) => outputs.push(TensorSpec::new(OUTPUT_NAME, Dt::F64, vec![-1])),
-            (true, Method::Predict) => {
-                outputs.push(TensorSpec::new(OUTPUT_NAME, label_type, vec![-1]));
-                outputs.push(optional(PROBABILITIES_NAME, Dt::F64, vec![-1, n_classes]));
-            }
-            (true, Method::PredictProba) => {
-                outputs.push(TensorSpec::new(OUTPUT_NAME, Dt::F64, vec![-1, n_classes]))
-            }
-        }
-        let mut exposed = Vec::new();
+        let target_type = if classification { label_type } else { Dt::F64 };
+        let target_name = doc
+            .target
+            .name
+            .clone()
+            .unwrap_or_else(|| OUTPUT_NAME.to_string());
+        // KServe's pmmlserver answers with one column per field of JPMML's
+        // result: the target, then the output fields.
+        let mut by_field: Vec<(String, Out, Dt)> = vec![(target_name, Out::Target, target_type)];
         for (j, o) in doc.outputs.iter().enumerate() {
-            if outputs.iter().any(|s: &TensorSpec| s.name == o.name) {
-                continue;
+            if !by_field.iter().any(|(n, _, _)| *n == o.name) {
+                by_field.push((o.name.clone(), Out::Field(j), field_type(o.dtype)));
             }
-            exposed.push(j);
-            let dt = match o.dtype {
-                DataType::String => Dt::Bytes,
-                _ => Dt::F64,
-            };
-            outputs.push(optional(&o.name, dt, vec![-1]));
         }
+        let mut outputs: Vec<TensorSpec> = Vec::new();
+        let mut kinds = Vec::new();
+        let mut push = |spec: TensorSpec, kind: Out| {
+            if !outputs.iter().any(|s| s.name == spec.name) {
+                outputs.push(spec);
+                kinds.push(kind);
+            }
+        };
+        match opts.method {
+            Method::Predict => {
+                for (name, kind, dt) in &by_field {
+                    push(TensorSpec::new(name.clone(), *dt, vec![-1]), *kind);
+                }
+                push(optional(OUTPUT_NAME, target_type, vec![-1]), Out::Label);
+                if classification {
+                    push(
+                        optional(PROBABILITIES_NAME, Dt::F64, vec![-1, n_classes]),
+                        Out::Probabilities,
+                    );
+                }
+            }
+            Method::PredictProba => {
+                push(
+                    TensorSpec::new(OUTPUT_NAME, Dt::F64, vec![-1, n_classes]),
+                    Out::Probabilities,
+                );
+                for (name, kind, dt) in &by_field {
+                    push(optional(name, *dt, vec![-1]), *kind);
+                }
+            }
+        }
+        let by_field = by_field.into_iter().map(|(n, k, _)| (n, k)).collect();
         let signature = Signature {
             platform: "pmml".into(),
             backend: "pmml".into(),
@@ -184,7 +241,8 @@ impl PmmlModel {
             signature,
             method: opts.method,
             label_type,
-            exposed,
+            kinds,
+            by_field,
         })
     }
 
@@ -361,6 +419,92 @@ impl ServedModel for PmmlModel {
     }
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        let all: Vec<(&str, Out)> = self
+            .signature
+            .outputs
+            .iter()
+            .zip(&self.kinds)
+            .map(|(s, k)| (s.name.as_str(), *k))
+            .collect();
+        self.evaluate(inputs, &all)
+    }
+
+    /// Answers with what the request needs: by default (method `predict`)
+    /// one output per field, the target then every output field, as KServe's
+    /// pmmlserver does; with the request parameter (or model parameter)
+    /// `method: predict_proba`, `output-0` holding the `[N, C]`
+    /// probabilities. Outputs asked for by name are computed alone.
+    fn infer_with(
+        &self,
+        inputs: Vec<Tensor>,
+        ctx: &InferContext<'_>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let method = match ctx.parameter(METHOD_PARAMETER) {
+            None => self.method,
+            Some(v) => match v.as_str().map(str::trim) {
+                Some("predict") => Method::Predict,
+                Some("predict_proba")
+                    if self.doc.model.function == MiningFunction::Classification =>
+                {
+                    Method::PredictProba
+                }
+                Some("predict_proba") => {
+                    return Err(Error::invalid(
+                        "request parameter `method`: predict_proba needs a classification model; this one is a regression",
+                    ))
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "request parameter `{METHOD_PARAMETER}` must be \"predict\" or \"predict_proba\""
+                    )))
+                }
+            },
+        };
+        let first = if method == Method::PredictProba {
+            Out::Probabilities
+        } else {
+            Out::Label
+        };
+        let wanted: Vec<(&str, Out)> = if ctx.has_requested_outputs() {
+            let mut w = Vec::new();
+            for name in ctx.requested_names() {
+                let kind = if name == OUTPUT_NAME {
+                    first
+                } else {
+                    self.signature
+                        .outputs
+                        .iter()
+                        .position(|s| s.name == name)
+                        .and_then(|i| self.kinds.get(i).copied())
+                        .ok_or_else(|| Error::invalid(format!("unknown output '{name}'")))?
+                };
+                if !w.iter().any(|(n, _)| *n == name) {
+                    w.push((name, kind));
+                }
+            }
+            w
+        } else if method == Method::PredictProba {
+            vec![(OUTPUT_NAME, Out::Probabilities)]
+        } else {
+            self.by_field
+                .iter()
+                .map(|(n, k)| (n.as_str(), *k))
+                .collect()
+        };
+        self.evaluate(inputs, &wanted)
+    }
+
+    /// KServe v1 answers of a `method: predict` model are records, one per
+    /// row, keyed by field name (as KServe's pmmlserver answers).
+    fn v1_records(&self) -> bool {
+        self.method == Method::Predict
+    }
+}
+
+impl PmmlModel {
+    /// Evaluates the rows of `inputs` and encodes the outputs `wanted`
+    /// (name, kind) in that order.
+    fn evaluate(&self, inputs: Vec<Tensor>, wanted: &[(&str, Out)]) -> Result<Vec<Tensor>, Error> {
         let mut n: Option<usize> = None;
         for t in &inputs {
             let rows = match t.shape.as_slice() {
@@ -402,63 +546,47 @@ impl ServedModel for PmmlModel {
         }
         let cols: Vec<Option<&Column>> = owned.iter().map(Option::as_ref).collect();
         let rows = self.run(&cols, n)?;
-        self.encode(rows, n)
+        wanted
+            .iter()
+            .map(|&(name, kind)| self.encode(&rows, n, name, kind))
+            .collect()
     }
-}
 
-impl PmmlModel {
-    fn encode(&self, rows: Vec<RowResult>, n: usize) -> Result<Vec<Tensor>, Error> {
+    fn encode(&self, rows: &[RowResult], n: usize, name: &str, kind: Out) -> Result<Tensor, Error> {
         let classification = self.doc.model.function == MiningFunction::Classification;
-        let c = self.doc.classes.len();
-        let probs = || -> Result<Tensor, Error> {
-            let v: Vec<f64> = rows
-                .iter()
-                .flat_map(|r| r.probabilities.iter().copied())
-                .collect();
-            Ok(Tensor::from_vec(
-                if self.method == Method::PredictProba {
-                    OUTPUT_NAME
-                } else {
-                    PROBABILITIES_NAME
-                },
-                vec![n, c],
-                v,
-            )?)
-        };
-        let mut out = Vec::with_capacity(self.signature.outputs.len());
-        if !classification {
-            let v: Vec<f64> = rows
-                .iter()
-                .map(|r| r.predicted.as_f64().unwrap_or(f64::NAN))
-                .collect();
-            out.push(Tensor::from_vec(OUTPUT_NAME, vec![n], v)?);
-        } else if self.method == Method::PredictProba {
-            out.push(probs()?);
-        } else {
-            out.push(self.labels(&rows, n)?);
-            out.push(probs()?);
-        }
-        for &j in &self.exposed {
-            let Some(o) = self.doc.outputs.get(j) else {
-                continue;
-            };
-            let vals = rows
-                .iter()
-                .map(|r| r.outputs.get(j).cloned().unwrap_or(Value::Missing));
-            out.push(match o.dtype {
-                DataType::String => Tensor::from_strings(
-                    o.name.clone(),
-                    vec![n],
-                    vals.map(|v| Bytes::from(v.to_text())).collect(),
-                )?,
-                _ => Tensor::from_vec(
-                    o.name.clone(),
-                    vec![n],
-                    vals.map(|v| v.as_f64().unwrap_or(f64::NAN)).collect(),
-                )?,
-            });
-        }
-        Ok(out)
+        Ok(match kind {
+            Out::Probabilities => {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .flat_map(|r| r.probabilities.iter().copied())
+                    .collect();
+                Tensor::from_vec(name, vec![n, self.doc.classes.len()], v)?
+            }
+            Out::Label if classification => {
+                let mut t = self.labels(rows, n)?;
+                t.name = name.to_string();
+                t
+            }
+            Out::Target if classification => {
+                column_tensor(name, self.label_type, rows.iter().map(|r| &r.predicted), n)?
+            }
+            Out::Label | Out::Target => Tensor::from_vec(
+                name,
+                vec![n],
+                rows.iter()
+                    .map(|r| r.predicted.as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<f64>>(),
+            )?,
+            Out::Field(j) => {
+                let dt = self
+                    .doc
+                    .outputs
+                    .get(j)
+                    .map_or(Dt::F64, |o| field_type(o.dtype));
+                let values = rows.iter().map(|r| r.outputs.get(j).unwrap_or(&MISSING));
+                column_tensor(name, dt, values, n)?
+            }
+        })
     }
 
     fn labels(&self, rows: &[RowResult], n: usize) -> Result<Tensor, Error> {
@@ -505,4 +633,57 @@ impl PmmlModel {
             )?,
         })
     }
+}
+
+static MISSING: Value = Value::Missing;
+
+/// One value per row as a tensor of `dt`: BYTES (missing: ""), INT64 or
+/// BOOL when every row has a value (else FP64 with NaN for the missing
+/// ones, as a pandas column turns float), or FP64.
+fn column_tensor<'a>(
+    name: &str,
+    dt: Dt,
+    values: impl Iterator<Item = &'a Value> + Clone,
+    n: usize,
+) -> Result<Tensor, Error> {
+    let floats = |values: &mut dyn Iterator<Item = &'a Value>| -> Result<Tensor, Error> {
+        Ok(Tensor::from_vec(
+            name,
+            vec![n],
+            values
+                .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                .collect::<Vec<f64>>(),
+        )?)
+    };
+    Ok(match dt {
+        Dt::Bytes => Tensor::from_strings(
+            name,
+            vec![n],
+            values.map(|v| Bytes::from(v.to_text())).collect(),
+        )?,
+        Dt::I64 => {
+            let ints: Option<Vec<i64>> = values
+                .clone()
+                .map(|v| match v {
+                    Value::Int(x) => Some(*x),
+                    other => other
+                        .as_f64()
+                        .filter(|x| x.is_finite() && x.fract() == 0.0)
+                        .map(|x| x as i64),
+                })
+                .collect();
+            match ints {
+                Some(v) => Tensor::from_vec(name, vec![n], v)?,
+                None => floats(&mut values.clone())?,
+            }
+        }
+        Dt::Bool => {
+            let bools: Option<Vec<bool>> = values.clone().map(Value::as_bool).collect();
+            match bools {
+                Some(v) => Tensor::from_bools(name, vec![n], &v)?,
+                None => floats(&mut values.clone())?,
+            }
+        }
+        _ => floats(&mut values.clone())?,
+    })
 }

@@ -101,6 +101,8 @@ pub const SKLEARN_CLASSES: &[&str] = &[
     "ColumnTransformer",
     "Pipeline",
     "OneVsRestClassifier",
+    "MLPClassifier",
+    "MLPRegressor",
     "DummyClassifier",
     "DummyRegressor",
     // helpers stored inside them
@@ -108,6 +110,9 @@ pub const SKLEARN_CLASSES: &[&str] = &[
     "TreePredictor",
     "_BinMapper",
     "LabelBinarizer",
+    // MLP's fitted solver state (kept by scikit-learn, unused here)
+    "AdamOptimizer",
+    "SGDOptimizer",
     "LabelEncoder",
     "KDTree",
     "BallTree",

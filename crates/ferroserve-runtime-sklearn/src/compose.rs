@@ -5,6 +5,7 @@ use crate::data::{argmax, Column, Data, Estimator, Matrix, Method, PredictKind, 
 use crate::ensemble::{Forest, GradientBoosting, HistGradientBoosting, IsolationForest};
 use crate::extract::{BResult, Labels, Obj};
 use crate::linear::{LinearClassifier, LinearRegressor, Proba};
+use crate::neural::Mlp;
 use crate::other::{GaussianNb, KMeans, KNeighbors, Projection, Svm};
 use crate::prep::{Affine, Identity, Imputer, Normalizer, OneHot, Ordinal, Polynomial};
 use crate::tree::{TreeClassifier, TreeRegressor};
@@ -28,8 +29,8 @@ pub enum Step {
 pub const SUPPORTED: &str = "LogisticRegression, LinearRegression, Ridge, RidgeClassifier, Lasso, ElasticNet, \
 SGDRegressor, SGDClassifier, LinearSVC, LinearSVR, DecisionTree{Classifier,Regressor}, ExtraTree{Classifier,Regressor}, \
 RandomForest{Classifier,Regressor}, ExtraTrees{Classifier,Regressor}, GradientBoosting{Classifier,Regressor}, \
-HistGradientBoosting{Classifier,Regressor}, KNeighbors{Classifier,Regressor}, GaussianNB, SVC, SVR, IsolationForest, \
-KMeans, PCA, TruncatedSVD, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, Normalizer, OneHotEncoder, \
+HistGradientBoosting{Classifier,Regressor}, KNeighbors{Classifier,Regressor}, GaussianNB, SVC, SVR, MLPClassifier, MLPRegressor, \
+IsolationForest, KMeans, PCA, TruncatedSVD, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, Normalizer, OneHotEncoder, \
 OrdinalEncoder, SimpleImputer, PolynomialFeatures, FunctionTransformer (identity), ColumnTransformer, Pipeline, \
 OneVsRestClassifier";
 
@@ -86,6 +87,8 @@ pub fn build_step(v: &Value, depth: usize) -> BResult<Step> {
         "SVR" => e(Svm::from_obj(&o, false).map(|m| Box::new(m) as _)),
         "IsolationForest" => e(IsolationForest::from_obj(&o).map(|m| Box::new(m) as _)),
         "KMeans" => e(KMeans::from_obj(&o).map(|m| Box::new(m) as _)),
+        "MLPClassifier" => e(Mlp::from_obj(&o, true).map(|m| Box::new(m) as _)),
+        "MLPRegressor" => e(Mlp::from_obj(&o, false).map(|m| Box::new(m) as _)),
         "OneVsRestClassifier" => e(OneVsRest::from_obj(&o, depth).map(|m| Box::new(m) as _)),
         "PCA" => t(Projection::pca(&o).map(|m| Box::new(m) as _)),
         "TruncatedSVD" => t(Projection::svd(&o).map(|m| Box::new(m) as _)),

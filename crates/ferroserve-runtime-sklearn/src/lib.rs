@@ -20,7 +20,10 @@
 //!   (`predict_proba`, `decision_function`, `transform`, `score_samples`) are
 //!   optional outputs of the same names.
 //! - **Parameters** (`model.yaml` `parameters:`): `method` picks what
-//!   `output-0` holds (`predict_proba`, …), like KServe's `PREDICT_PROBA`.
+//!   `output-0` holds (`predict_proba`, …); `predict_proba: true` (what
+//!   `--predict_proba` / KServe's `PREDICT_PROBA` set) picks `predict_proba`
+//!   where the model has it. A request parameter `method` switches one
+//!   request (see [`SklearnModel::request_method`]).
 
 #![warn(missing_docs)]
 
@@ -32,6 +35,7 @@ pub mod ensemble;
 pub mod extract;
 pub mod linear;
 pub mod model;
+pub mod neural;
 pub mod numpy;
 pub mod other;
 pub mod pickle;
@@ -47,7 +51,7 @@ use std::sync::Arc;
 
 use ferroserve_core::{Error, LoadContext, Model, Runtime};
 
-pub use model::{SklearnModel, INPUT_NAME, METHOD_PARAMETER, OUTPUT_NAME};
+pub use model::{SklearnModel, INPUT_NAME, METHOD_PARAMETER, OUTPUT_NAME, PREDICT_PROBA_PARAMETER};
 
 /// File names looked for first, in order.
 pub const MODEL_FILES: [&str; 3] = ["model.joblib", "model.pkl", "model.pickle"];

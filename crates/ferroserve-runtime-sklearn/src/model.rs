@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use ferroserve_core::{DataType, Error, LoadContext, Model, Signature, Tensor, TensorSpec};
+use ferroserve_core::{
+    DataType, Error, InferContext, LoadContext, Model, Signature, Tensor, TensorSpec,
+};
 use rayon::prelude::*;
 
 use crate::compose::{build_step, Last, Pipeline};
@@ -19,6 +21,11 @@ pub const OUTPUT_NAME: &str = "output-0";
 /// Per-model parameter choosing what `output-0` holds
 /// (`predict`, `predict_proba`, `decision_function`, `transform`, `score_samples`).
 pub const METHOD_PARAMETER: &str = "method";
+/// Per-model parameter `predict_proba` (`"true"`/`"false"`), what KServe's
+/// `PREDICT_PROBA` environment variable and ferroserve's `--predict_proba`
+/// set: `output-0` holds `predict_proba` when the model has it, else the
+/// default output. An explicit [`METHOD_PARAMETER`] wins.
+pub const PREDICT_PROBA_PARAMETER: &str = "predict_proba";
 /// Batches with at least this many rows are split across cores.
 pub const PARALLEL_MIN_ROWS: usize = 256;
 
@@ -82,25 +89,56 @@ impl SklearnModel {
             Last::Estimator(e) => e.methods(),
             Last::Transform(_) | Last::None => vec![Method::Transform],
         };
-        let mut chosen = default_method(&methods);
+        let mut chosen = None;
+        let mut predict_proba = false;
         let threads = ctx.intra_op_threads;
         for (key, value) in &ctx.config.parameters {
             match key.as_str() {
                 METHOD_PARAMETER => {
-                    chosen = Method::parse(value.trim()).filter(|m| methods.contains(m)).ok_or_else(|| {
+                    chosen = Some(Method::parse(value.trim()).filter(|m| methods.contains(m)).ok_or_else(|| {
                         let have: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
                         Error::Load(format!(
                             "parameter `{METHOD_PARAMETER}`: `{value}` is not available for this model (available: {})",
                             have.join(", ")
                         ))
-                    })?;
+                    })?);
                 }
+                PREDICT_PROBA_PARAMETER => {
+                    predict_proba = match value.trim().to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" | "" => false,
+                        other => {
+                            return Err(Error::Load(format!(
+                            "parameter `{PREDICT_PROBA_PARAMETER}`: `{other}` is not true or false"
+                        )))
+                        }
+                    }
+                }
+                // The server's ONNX engine choice reaches every model.
+                "engine" => {}
                 other => tracing::warn!(
                     parameter = other,
-                    "unknown scikit-learn model parameter ignored (known: method)"
+                    "unknown scikit-learn model parameter ignored (known: method, predict_proba)"
                 ),
             }
         }
+        // KServe's PREDICT_PROBA: predict_proba where the model has it, else
+        // predict; an explicit `method` wins.
+        let chosen = match chosen {
+            Some(m) => m,
+            None if predict_proba && methods.contains(&Method::PredictProba) => {
+                Method::PredictProba
+            }
+            None => {
+                if predict_proba {
+                    tracing::info!(
+                        model = model_file,
+                        "predict_proba requested but the model has none: serving its default output"
+                    );
+                }
+                default_method(&methods)
+            }
+        };
         let mut ordered = vec![chosen];
         ordered.extend(methods.iter().copied().filter(|m| *m != chosen));
 
@@ -381,6 +419,37 @@ impl Model for SklearnModel {
         let all: Vec<usize> = (0..self.methods.len()).collect();
         self.infer_outputs(inputs, &all)
     }
+
+    /// Computes only what the request needs: `output-0` (holding the
+    /// request's `method` parameter when given) and the outputs it asked for
+    /// by name.
+    fn infer_with(
+        &self,
+        inputs: Vec<Tensor>,
+        ctx: &InferContext<'_>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let first = self.request_method(ctx)?;
+        if !ctx.has_requested_outputs() {
+            return self.compute(inputs, &[(OUTPUT_NAME, first)]);
+        }
+        let mut wanted = Vec::new();
+        for name in ctx.requested_names() {
+            let m = if name == OUTPUT_NAME {
+                first
+            } else {
+                self.signature
+                    .outputs
+                    .iter()
+                    .position(|s| s.name == name)
+                    .and_then(|i| self.methods.get(i).copied())
+                    .ok_or_else(|| Error::invalid(format!("unknown output '{name}'")))?
+            };
+            if !wanted.iter().any(|(n, _)| *n == name) {
+                wanted.push((name, m));
+            }
+        }
+        self.compute(inputs, &wanted)
+    }
 }
 
 impl SklearnModel {
@@ -392,16 +461,54 @@ impl SklearnModel {
         inputs: Vec<Tensor>,
         which: &[usize],
     ) -> Result<Vec<Tensor>, Error> {
-        let methods: Vec<Method> = which
+        let wanted: Vec<(&str, Method)> = which
             .iter()
-            .map(|&i| {
-                self.methods
-                    .get(i)
-                    .copied()
-                    .ok_or_else(|| Error::invalid(format!("no output {i}")))
-            })
+            .map(
+                |&i| match (self.methods.get(i), self.signature.outputs.get(i)) {
+                    (Some(m), Some(spec)) => Ok((spec.name.as_str(), *m)),
+                    _ => Err(Error::invalid(format!("no output {i}"))),
+                },
+            )
             .collect::<Result<_, _>>()?;
-        let specs: Vec<&TensorSpec> = which.iter().map(|&i| &self.signature.outputs[i]).collect();
+        self.compute(inputs, &wanted)
+    }
+
+    /// The method `output-0` holds for a request: its `method` parameter
+    /// when given (any method this model has), else the model's default.
+    pub fn request_method(&self, ctx: &InferContext<'_>) -> Result<Method, Error> {
+        let Some(v) = ctx.parameter(METHOD_PARAMETER) else {
+            return Ok(self.methods.first().copied().unwrap_or(Method::Transform));
+        };
+        let have = || {
+            self.methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let name = v.as_str().ok_or_else(|| {
+            Error::invalid(format!(
+                "request parameter `{METHOD_PARAMETER}` must be a string (one of: {})",
+                have()
+            ))
+        })?;
+        Method::parse(name.trim())
+            .filter(|m| self.methods.contains(m))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "request parameter `{METHOD_PARAMETER}`: `{name}` is not available for this model (available: {})",
+                    have()
+                ))
+            })
+    }
+
+    /// Computes the outputs `wanted` (name, method) in that order.
+    fn compute(
+        &self,
+        inputs: Vec<Tensor>,
+        wanted: &[(&str, Method)],
+    ) -> Result<Vec<Tensor>, Error> {
+        let methods: Vec<Method> = wanted.iter().map(|(_, m)| *m).collect();
         let x = self.decode(&inputs)?;
         drop(inputs);
         let rows = x.rows();
@@ -425,18 +532,14 @@ impl SklearnModel {
             self.run(x, &methods).map_err(Error::invalid)?
         };
         let mut tensors = Vec::with_capacity(results.len());
-        for ((spec, m), values) in specs.into_iter().zip(&methods).zip(results) {
+        for (&(name, m), values) in wanted.iter().zip(results) {
             let mut shape = vec![rows];
-            if spec.shape.len() == 2 {
-                shape.push(
-                    values
-                        .len()
-                        .checked_div(rows)
-                        .unwrap_or(spec.shape[1].max(0) as usize),
-                );
+            if let (_, Some(width)) = output_type(&self.pipeline, m) {
+                shape.push(values.len().checked_div(rows).unwrap_or(width));
             }
+            let name = name.to_string();
             let kind = match &self.pipeline.last {
-                Last::Estimator(e) if *m == Method::Predict => e.predict_kind(),
+                Last::Estimator(e) if m == Method::Predict => e.predict_kind(),
                 _ => PredictKind::Float,
             };
             let t = match kind {
@@ -451,7 +554,7 @@ impl SklearnModel {
                     };
                     match &labels {
                         Labels::Int(l) => Tensor::from_vec(
-                            spec.name.clone(),
+                            name.clone(),
                             shape,
                             values
                                 .iter()
@@ -459,7 +562,7 @@ impl SklearnModel {
                                 .collect::<Result<Vec<i64>, _>>()?,
                         )?,
                         Labels::Float(l) => Tensor::from_vec(
-                            spec.name.clone(),
+                            name.clone(),
                             shape,
                             values
                                 .iter()
@@ -467,7 +570,7 @@ impl SklearnModel {
                                 .collect::<Result<Vec<f64>, _>>()?,
                         )?,
                         Labels::Str(l) => Tensor::from_strings(
-                            spec.name.clone(),
+                            name.clone(),
                             shape,
                             values
                                 .iter()
@@ -477,11 +580,11 @@ impl SklearnModel {
                     }
                 }
                 PredictKind::Int => Tensor::from_vec(
-                    spec.name.clone(),
+                    name.clone(),
                     shape,
                     values.iter().map(|&v| v as i64).collect::<Vec<i64>>(),
                 )?,
-                PredictKind::Float => Tensor::from_vec(spec.name.clone(), shape, values)?,
+                PredictKind::Float => Tensor::from_vec(name.clone(), shape, values)?,
             };
             tensors.push(t);
         }

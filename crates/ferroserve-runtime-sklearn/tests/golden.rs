@@ -244,3 +244,88 @@ fn fp32_input_accepted() {
         i64s(&dir.join("output-0.i64"))
     );
 }
+
+/// KServe's PREDICT_PROBA switch: the `predict_proba` model parameter (what
+/// `--predict_proba` sets), and the per-request `method` parameter.
+#[test]
+fn predict_proba_switches() {
+    use ferroserve_core::{InferContext, ParamValue, Parameters, RequestedOutput};
+    let dir = fixtures().join("v1.9/mlp_clf");
+    let proba = f64s(&dir.join("predict_proba.f64"));
+    let labels: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("output-0.json")).unwrap()).unwrap();
+    let mut ctx = LoadContext::default();
+    ctx.config
+        .parameters
+        .insert("predict_proba".into(), "true".into());
+    let m = SklearnModel::from_file(&dir.join("model.joblib"), "model.joblib", &ctx).unwrap();
+    assert_eq!(m.signature().outputs[0].shape, vec![-1, 3]);
+    let x = inputs("x", &m);
+    let out = m.infer_with(x.clone(), &InferContext::default()).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].shape, vec![60, 3]);
+    let got = out[0].to_vec::<f64>().unwrap();
+    for (g, w) in got.iter().zip(&proba) {
+        assert!((g - w).abs() <= 1e-6 * w.abs() + 1e-9);
+    }
+    // A per-request method wins over the model's default.
+    let mut params = Parameters::new();
+    params.insert("method".into(), ParamValue::String("predict".into()));
+    let out = m
+        .infer_with(x.clone(), &InferContext::new(&params, &[]))
+        .unwrap();
+    let got: Vec<String> = out[0]
+        .strings()
+        .unwrap()
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(got, labels);
+    // An unknown method is a request error naming what is available.
+    params.insert("method".into(), ParamValue::String("transform".into()));
+    let e = m
+        .infer_with(x.clone(), &InferContext::new(&params, &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("predict_proba"), "{e}");
+
+    // A regressor has no predict_proba: the switch falls back to predict,
+    // as KServe's hasattr check does; per request it is an error.
+    let rdir = fixtures().join("v1.9/mlp_reg");
+    let r = SklearnModel::from_file(&rdir.join("model.joblib"), "model.joblib", &ctx).unwrap();
+    assert_eq!(r.signature().outputs[0].shape, vec![-1]);
+    let xr = inputs("x", &r);
+    params.insert("method".into(), ParamValue::String("predict_proba".into()));
+    assert!(r
+        .infer_with(xr.clone(), &InferContext::new(&params, &[]))
+        .is_err());
+
+    // Default model, request asks for predict_proba: output-0 holds it,
+    // and outputs asked for by name come in the request's order.
+    let d = SklearnModel::from_file(
+        &dir.join("model.joblib"),
+        "model.joblib",
+        &LoadContext::default(),
+    )
+    .unwrap();
+    let out = d
+        .infer_with(x.clone(), &InferContext::new(&params, &[]))
+        .unwrap();
+    assert_eq!(out[0].name, "output-0");
+    assert_eq!(out[0].shape, vec![60, 3]);
+    let asked = [
+        RequestedOutput {
+            name: "predict_proba".into(),
+            ..Default::default()
+        },
+        RequestedOutput {
+            name: "output-0".into(),
+            ..Default::default()
+        },
+    ];
+    let none = Parameters::new();
+    let out = d.infer_with(x, &InferContext::new(&none, &asked)).unwrap();
+    assert_eq!(out[0].name, "predict_proba");
+    assert_eq!(out[1].name, "output-0");
+    assert_eq!(out[1].datatype, DataType::Bytes);
+}

@@ -53,6 +53,7 @@ pub fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::R
 pub struct InferenceService {
     registry: Arc<Registry>,
     auth: Option<Arc<Auth>>,
+    logger: Option<Arc<crate::logger::Logger>>,
 }
 
 impl InferenceService {
@@ -61,7 +62,14 @@ impl InferenceService {
         InferenceService {
             registry,
             auth: None,
+            logger: None,
         }
+    }
+
+    /// Logs `ModelInfer` requests and responses with `logger`.
+    pub fn with_logger(mut self, logger: Option<Arc<crate::logger::Logger>>) -> Self {
+        self.logger = logger;
+        self
     }
 
     /// Authorizes every call with `auth` (the [`crate::auth::GrpcAuthLayer`]
@@ -96,9 +104,13 @@ async fn infer_one(
     let model = registry
         .get(&req.model_name, version_opt(&req.model_version))
         .map_err(status_of)?;
-    let core_req = request_from_pb(req).map_err(status_of)?;
+    let core_req = ferroserve_core::stage_span!("decode")
+        .in_scope(|| request_from_pb(req))
+        .map_err(status_of)?;
     let resp = executor::infer(model, core_req).await.map_err(status_of)?;
-    Ok(response_to_pb(resp))
+    // tonic encodes the protobuf after the handler returns; this is the
+    // conversion into it.
+    Ok(ferroserve_core::stage_span!("encode").in_scope(|| response_to_pb(resp)))
 }
 
 type InferStream = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>>;
@@ -168,9 +180,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         self.check(&req, model_action(&req.get_ref().model_name))?;
-        infer_one(&self.registry, req.into_inner())
-            .await
-            .map(Response::new)
+        let logged = self.logger.as_ref().map(|l| (l, l.grpc_request(&req)));
+        let resp = infer_one(&self.registry, req.into_inner()).await?;
+        if let Some((l, id)) = logged {
+            l.grpc_response(&id, &resp);
+        }
+        Ok(Response::new(resp))
     }
 
     type ModelStreamInferStream = InferStream;
@@ -191,35 +206,40 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         let mut incoming = req.into_inner();
         let registry = Arc::clone(&self.registry);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            while let Some(item) = incoming.next().await {
-                let out = match item {
-                    Ok(r) => match async {
-                        if let (Some(a), Some(p)) = (&auth, &principal) {
-                            a.authorize(p, &model_action(&r.model_name))
-                                .map_err(crate::auth::Denied::into_status)?;
+        // The call's span (when tracing) parents every message's stages.
+        let span = tracing::Span::current();
+        tokio::spawn(ferroserve_core::trace::traced_in(
+            async move {
+                use futures::StreamExt;
+                while let Some(item) = incoming.next().await {
+                    let out = match item {
+                        Ok(r) => match async {
+                            if let (Some(a), Some(p)) = (&auth, &principal) {
+                                a.authorize(p, &model_action(&r.model_name))
+                                    .map_err(crate::auth::Denied::into_status)?;
+                            }
+                            infer_one(&registry, r).await
                         }
-                        infer_one(&registry, r).await
+                        .await
+                        {
+                            Ok(resp) => pb::ModelStreamInferResponse {
+                                error_message: String::new(),
+                                infer_response: Some(resp),
+                            },
+                            Err(s) => pb::ModelStreamInferResponse {
+                                error_message: s.message().to_string(),
+                                infer_response: None,
+                            },
+                        },
+                        Err(_) => break,
+                    };
+                    if tx.send(Ok(out)).await.is_err() {
+                        break;
                     }
-                    .await
-                    {
-                        Ok(resp) => pb::ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(resp),
-                        },
-                        Err(s) => pb::ModelStreamInferResponse {
-                            error_message: s.message().to_string(),
-                            infer_response: None,
-                        },
-                    },
-                    Err(_) => break,
-                };
-                if tx.send(Ok(out)).await.is_err() {
-                    break;
                 }
-            }
-        });
+            },
+            span,
+        ));
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(stream)))
     }

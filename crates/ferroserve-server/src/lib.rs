@@ -4,18 +4,23 @@
 
 pub mod auth;
 pub mod documents;
+pub mod egress;
 pub mod grpc;
 pub mod http;
+pub mod limits;
+pub mod logger;
+mod logger_tls;
 pub mod metrics;
 pub mod ratelimit;
 pub mod state;
+pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use ferroserve_core::Registry;
 use ferroserve_protocol::grpc::{pb, FILE_DESCRIPTOR_SET};
 use tokio::net::TcpListener;
@@ -46,6 +51,10 @@ pub enum ServerError {
     /// Building the reflection service failed.
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    /// The request logger cannot start (bad sink, refused by the egress
+    /// allow-list, file not writable).
+    #[error(transparent)]
+    Logger(#[from] logger::LoggerError),
 }
 
 /// Where and how to listen.
@@ -70,6 +79,14 @@ pub struct ServerOptions {
     pub auth: Option<Arc<auth::Auth>>,
     /// Origins allowed by CORS (`--cors_allow_origin`); empty: no CORS layer.
     pub cors_allow_origins: Vec<String>,
+    /// Request/response logger (`--logger_url`); `None`: off.
+    pub logger: Option<logger::LoggerConfig>,
+    /// Hosts and schemes the server may contact (`--egress_allow`).
+    pub egress: egress::Policy,
+    /// Header size, connection and request-time limits.
+    pub limits: limits::Limits,
+    /// TLS (and mutual TLS) for the HTTP and gRPC listeners; `None`: plain.
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 /// The bound servers, before they run.
@@ -83,6 +100,7 @@ pub struct Bound {
     http: TcpListener,
     grpc: Option<TcpListener>,
     metrics: Option<TcpListener>,
+    logger: Option<Arc<logger::Logger>>,
     options: ServerOptions,
 }
 
@@ -106,6 +124,9 @@ pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
     {
         return Err(ServerError::CorsOrigin(bad.clone()));
     }
+    if let Some(l) = &options.logger {
+        l.validate(&options.egress)?;
+    }
     let http = bind(&options.host, options.http_port).await?;
     let grpc = match options.grpc_port {
         Some(p) => Some(bind(&options.host, p).await?),
@@ -121,13 +142,23 @@ pub async fn bind_all(options: ServerOptions) -> Result<Bound, ServerError> {
             source,
         })
     };
+    let http_addr = local(&http)?;
+    let logger = match &options.logger {
+        Some(cfg) => Some(logger::Logger::start(
+            cfg,
+            &options.egress,
+            &format!("http://localhost:{}/", http_addr.port()),
+        )?),
+        None => None,
+    };
     Ok(Bound {
-        http_addr: local(&http)?,
+        http_addr,
         grpc_addr: grpc.as_ref().map(local).transpose()?,
         metrics_addr: metrics.as_ref().map(local).transpose()?,
         http,
         grpc,
         metrics,
+        logger,
         options,
     })
 }
@@ -143,10 +174,13 @@ impl Bound {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let metrics = self
-            .options
-            .metrics
-            .then(|| Arc::new(metrics::Metrics::default()));
+        let metrics = self.options.metrics.then(|| {
+            Arc::new(metrics::Metrics {
+                logger: self.logger.clone(),
+                ..Default::default()
+            })
+        });
+        let budget = limits::connection_budget(&self.options.limits);
         let state = AppState {
             registry: Arc::clone(&registry),
             max_body_bytes: self.options.max_body_bytes,
@@ -154,6 +188,8 @@ impl Bound {
             started: std::time::Instant::now(),
             auth: self.options.auth.clone(),
             cors_allow_origins: self.options.cors_allow_origins.clone().into(),
+            logger: self.logger.clone(),
+            limits: self.options.limits.clone(),
         };
         if let Some(listener) = self.metrics {
             let mut rx = stop_rx.clone();
@@ -168,15 +204,28 @@ impl Bound {
         }
         let drain = self.options.drain_timeout;
 
-        let http_listener = self.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let http_listener = limits::LimitedListener::new(self.http, budget.clone());
         let mut rx = stop_rx.clone();
-        let http =
-            axum::serve(http_listener, http::router(state)).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
-        let http_task = tokio::spawn(async move { http.await.map_err(ServerError::Http) });
+        let stopped = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let app = http::router(state);
+        if let Some(tls) = &self.options.tls {
+            tls.reload_on_sighup();
+        }
+        let http_task = match &self.options.tls {
+            Some(tls) => {
+                let listener = tls
+                    .http_listener(http_listener)
+                    .map_err(ServerError::Http)?;
+                let http = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { http.await.map_err(ServerError::Http) })
+            }
+            None => {
+                let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { http.await.map_err(ServerError::Http) })
+            }
+        };
 
         let grpc_task = match self.grpc {
             Some(listener) => {
@@ -201,16 +250,28 @@ impl Bound {
                     .map_err(|e| ServerError::Reflection(e.to_string()))?;
                 let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
                     grpc::InferenceService::new(Arc::clone(&registry))
-                        .with_auth(self.options.auth.clone()),
+                        .with_auth(self.options.auth.clone())
+                        .with_logger(self.logger.clone()),
                 )
                 .max_decoding_message_size(self.options.max_body_bytes)
                 .max_encoding_message_size(usize::MAX);
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let mut rx = stop_rx.clone();
                 let grpc_metrics = metrics.clone().map(metrics::GrpcMetricsLayer);
                 let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
+                    .layer(tower::util::option_layer(
+                        telemetry::GrpcTraceLayer::if_enabled(),
+                    ))
+                    .http2_max_header_list_size(
+                        self.options
+                            .limits
+                            .max_header_bytes
+                            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                    )
                     .layer(tower::util::option_layer(grpc_metrics))
+                    .layer(limits::GrpcTimeoutLayer(
+                        self.options.limits.request_timeout,
+                    ))
                     .layer(tower::util::option_layer(
                         self.options.auth.clone().map(auth::GrpcAuthLayer),
                     ))
@@ -222,17 +283,34 @@ impl Bound {
                     .add_service(reflection_alpha)
                     .add_service(svc);
                 let health_on_stop = health.clone();
-                Some(tokio::spawn(async move {
-                    router
-                        .serve_with_incoming_shutdown(incoming, async move {
-                            let _ = rx.wait_for(|s| *s).await;
-                            health_on_stop
-                                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                                .await;
+                let stopped = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                    health_on_stop
+                        .set_service_status("", tonic_health::ServingStatus::NotServing)
+                        .await;
+                };
+                Some(match &self.options.tls {
+                    Some(tls) => {
+                        let incoming = tls
+                            .grpc_incoming(limits::LimitedListener::new(listener, budget.clone()))
+                            .map_err(ServerError::Http)?;
+                        tokio::spawn(async move {
+                            router
+                                .serve_with_incoming_shutdown(incoming, stopped)
+                                .await
+                                .map_err(ServerError::Grpc)
                         })
-                        .await
-                        .map_err(ServerError::Grpc)
-                }))
+                    }
+                    None => {
+                        let incoming = limits::limited_incoming(listener, budget.clone());
+                        tokio::spawn(async move {
+                            router
+                                .serve_with_incoming_shutdown(incoming, stopped)
+                                .await
+                                .map_err(ServerError::Grpc)
+                        })
+                    }
+                })
             }
             None => None,
         };
@@ -265,6 +343,9 @@ impl Bound {
             Err(_) => {
                 tracing::warn!("drain timeout reached; exiting with requests still in flight")
             }
+        }
+        if let Some(l) = &self.logger {
+            l.shutdown(drain.min(Duration::from_secs(5))).await;
         }
         Ok(())
     }

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub http: RequestMetrics,
     /// gRPC requests by method and gRPC status code.
     pub grpc: RequestMetrics,
+    /// The request logger, whose delivery counters are exported.
+    pub logger: Option<Arc<crate::logger::Logger>>,
 }
 
 /// The gRPC methods recorded by name; any other path counts as `other`.
@@ -324,6 +326,10 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
 
     // Language models (vLLM's metric names, so its dashboards work).
     llm_metrics(&mut o, &models);
+
+    if let Some(l) = &metrics.logger {
+        l.render_metrics(&mut o.0);
+    }
 
     // Process.
     process_metrics(&mut o, started);

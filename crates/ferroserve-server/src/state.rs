@@ -34,4 +34,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Origins allowed by CORS; empty when CORS is off.
     pub cors_allow_origins: Arc<[String]>,
+    /// Request/response logger (`--logger_url`); `None` when off.
+    pub logger: Option<Arc<crate::logger::Logger>>,
+    /// Ingress limits (header size, connections, request timeout).
+    pub limits: crate::limits::Limits,
 }

@@ -297,6 +297,8 @@ async fn harness_with(auth: Option<Arc<ferroserve_server::auth::Auth>>) -> Harne
         started: Instant::now(),
         auth,
         cors_allow_origins: Arc::from(Vec::<String>::new()),
+        logger: None,
+        limits: Default::default(),
     };
     Harness {
         gen,

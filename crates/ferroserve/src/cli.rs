@@ -235,6 +235,175 @@ pub struct ServeArgs {
     )]
     pub cors_allow_origin: Vec<String>,
 
+    /// Log inference requests and responses to this sink: `http(s)://host:port/path`
+    /// (CloudEvents, binary mode, as KServe's logger) or `file:///path/log.jsonl`
+    /// (one CloudEvents JSON object per line).
+    #[arg(
+        long = "logger_url",
+        visible_alias = "logger-url",
+        env = "FERROSERVE_LOGGER_URL"
+    )]
+    pub logger_url: Option<String>,
+
+    /// What the logger records: all, request or response (default all).
+    #[arg(long = "logger_mode", visible_alias = "logger-mode", env = "FERROSERVE_LOGGER_MODE", value_parser = ["all", "request", "response"])]
+    pub logger_mode: Option<String>,
+
+    /// Logger: `ce-source` of the events (default http://localhost:<http port>/).
+    #[arg(
+        long = "logger_source_uri",
+        visible_alias = "logger-source-uri",
+        env = "FERROSERVE_LOGGER_SOURCE_URI"
+    )]
+    pub logger_source_uri: Option<String>,
+
+    /// Logger: `ce-inferenceservicename` of the events.
+    #[arg(
+        long = "logger_inference_service",
+        visible_alias = "logger-inference-service",
+        env = "FERROSERVE_LOGGER_INFERENCE_SERVICE",
+        default_value = ""
+    )]
+    pub logger_inference_service: String,
+
+    /// Logger: `ce-namespace` of the events.
+    #[arg(
+        long = "logger_namespace",
+        visible_alias = "logger-namespace",
+        env = "FERROSERVE_LOGGER_NAMESPACE",
+        default_value = ""
+    )]
+    pub logger_namespace: String,
+
+    /// Logger: `ce-component` of the events (predictor, transformer, explainer).
+    #[arg(
+        long = "logger_component",
+        visible_alias = "logger-component",
+        env = "FERROSERVE_LOGGER_COMPONENT",
+        default_value = "predictor"
+    )]
+    pub logger_component: String,
+
+    /// Logger: `ce-endpoint` of the events (e.g. default, canary).
+    #[arg(
+        long = "logger_endpoint",
+        visible_alias = "logger-endpoint",
+        env = "FERROSERVE_LOGGER_ENDPOINT",
+        default_value = ""
+    )]
+    pub logger_endpoint: String,
+
+    /// Logger: most events waiting for delivery; more are dropped and counted.
+    #[arg(
+        long = "logger_queue_size",
+        visible_alias = "logger-queue-size",
+        env = "FERROSERVE_LOGGER_QUEUE_SIZE",
+        default_value_t = 1024
+    )]
+    pub logger_queue_size: usize,
+
+    /// Logger: retries of a failed delivery (exponential backoff from 100 ms).
+    #[arg(
+        long = "logger_max_retries",
+        visible_alias = "logger-max-retries",
+        env = "FERROSERVE_LOGGER_MAX_RETRIES",
+        default_value_t = 3
+    )]
+    pub logger_max_retries: u32,
+
+    /// Logger: seconds one delivery attempt may take.
+    #[arg(
+        long = "logger_timeout",
+        visible_alias = "logger-timeout",
+        env = "FERROSERVE_LOGGER_TIMEOUT",
+        default_value_t = 5.0
+    )]
+    pub logger_timeout: f64,
+
+    /// Logger: concurrent deliveries to an HTTP sink.
+    #[arg(
+        long = "logger_workers",
+        visible_alias = "logger-workers",
+        env = "FERROSERVE_LOGGER_WORKERS",
+        default_value_t = 4
+    )]
+    pub logger_workers: usize,
+
+    /// Logger: CA bundle (PEM) trusted for an https:// sink (default: SSL_CERT_FILE, else the system bundle).
+    #[arg(
+        long = "logger_ca_cert_file",
+        visible_alias = "logger-ca-cert-file",
+        env = "FERROSERVE_LOGGER_CA_CERT_FILE"
+    )]
+    pub logger_ca_cert_file: Option<PathBuf>,
+
+    /// Hosts the server may contact (repeatable): `host`, `host:port`,
+    /// `scheme://host[:port]`, `scheme://`, `*.domain`. When given, only these;
+    /// otherwise every configured destination. Local files are always allowed.
+    #[arg(
+        long = "egress_allow",
+        visible_alias = "egress-allow",
+        env = "FERROSERVE_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
+
+    /// Largest total request header size in bytes (HTTP answers 431).
+    #[arg(
+        long = "max_header_bytes",
+        visible_alias = "max-header-bytes",
+        env = "FERROSERVE_MAX_HEADER_BYTES"
+    )]
+    pub max_header_bytes: Option<usize>,
+
+    /// Most open client connections (HTTP and gRPC together); more wait to be accepted.
+    #[arg(
+        long = "max_connections",
+        visible_alias = "max-connections",
+        env = "FERROSERVE_MAX_CONNECTIONS"
+    )]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a request may take until its answer starts (HTTP 504, gRPC DEADLINE_EXCEEDED).
+    #[arg(
+        long = "request_timeout",
+        visible_alias = "request-timeout",
+        env = "FERROSERVE_REQUEST_TIMEOUT"
+    )]
+    pub request_timeout: Option<f64>,
+
+    /// Export OpenTelemetry traces over OTLP (configured by the standard
+    /// OTEL_* variables). Also on when OTEL_EXPORTER_OTLP_ENDPOINT (or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; OTEL_TRACES_EXPORTER=none
+    /// or OTEL_SDK_DISABLED=true turns it off.
+    #[arg(long, env = "FERROSERVE_TRACING")]
+    pub tracing: bool,
+
+    /// Serve HTTP and gRPC over TLS with this PEM certificate chain (with
+    /// --tls_key_file); SIGHUP reloads both files.
+    #[arg(
+        long = "tls_cert_file",
+        visible_alias = "tls-cert-file",
+        env = "FERROSERVE_TLS_CERT_FILE"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls_cert_file.
+    #[arg(
+        long = "tls_key_file",
+        visible_alias = "tls-key-file",
+        env = "FERROSERVE_TLS_KEY_FILE"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Mutual TLS: require client certificates signed by a CA in this PEM bundle.
+    #[arg(
+        long = "tls_client_ca_file",
+        visible_alias = "tls-client-ca-file",
+        env = "FERROSERVE_TLS_CLIENT_CA_FILE"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
+
     /// Seconds shutdown (and model unload) waits for in-flight requests.
     #[arg(
         long = "drain_timeout",
@@ -337,9 +506,40 @@ pub struct ServeArgs {
         env = "FERROSERVE_RETURN_RAW_LOGITS"
     )]
     pub return_raw_logits: bool,
+
+    /// scikit-learn models: answer with `predict_proba` instead of `predict`
+    /// where the model has it, as KServe's sklearnserver does with
+    /// `PREDICT_PROBA=true` (that variable is read too). A model's own
+    /// `method` / `predict_proba` parameter wins; a request parameter
+    /// `"method": "predict"` switches one request back.
+    #[arg(
+        long = "predict_proba",
+        visible_alias = "predict-proba",
+        env = "FERROSERVE_PREDICT_PROBA"
+    )]
+    pub predict_proba: bool,
+}
+
+/// KServe's sklearnserver environment variable for the same switch as
+/// `--predict_proba`; on when its value is `true` in any case, exactly as
+/// KServe reads it.
+pub const KSERVE_PREDICT_PROBA_ENV: &str = "PREDICT_PROBA";
+
+/// Whether a `PREDICT_PROBA` value turns the switch on (KServe:
+/// `os.environ.get("PREDICT_PROBA", "false").lower() == "true"`).
+pub fn kserve_predict_proba(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.to_lowercase() == "true")
 }
 
 impl ServeArgs {
+    /// Whether scikit-learn models answer with `predict_proba` by default:
+    /// `--predict_proba` / `FERROSERVE_PREDICT_PROBA`, or KServe's
+    /// `PREDICT_PROBA=true`.
+    pub fn predict_proba_enabled(&self) -> bool {
+        self.predict_proba
+            || kserve_predict_proba(std::env::var(KSERVE_PREDICT_PROBA_ENV).ok().as_deref())
+    }
+
     /// Model parameters set by the language-model flags, by parameter name.
     pub fn llm_parameters(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
@@ -379,5 +579,32 @@ impl ServeArgs {
             self.return_raw_logits.then(|| "true".to_string()),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kserve_predict_proba_values() {
+        assert!(kserve_predict_proba(Some("true")));
+        assert!(kserve_predict_proba(Some("True")));
+        assert!(kserve_predict_proba(Some("TRUE")));
+        assert!(!kserve_predict_proba(Some("1")));
+        assert!(!kserve_predict_proba(Some("yes")));
+        assert!(!kserve_predict_proba(Some("false")));
+        assert!(!kserve_predict_proba(Some("")));
+        assert!(!kserve_predict_proba(None));
+    }
+
+    #[test]
+    fn predict_proba_flag() {
+        let cli = Cli::try_parse_from(["ferroserve", "serve", "--predict_proba"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert!(args.predict_proba);
+        let cli = Cli::try_parse_from(["ferroserve", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert!(!args.predict_proba);
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod hf_cache;
+mod serve_limits;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,15 +37,63 @@ fn runtimes() -> Vec<Arc<dyn Runtime>> {
     engines
 }
 
-fn init_logging(format: LogFormat) {
+/// Sets up logging and, when `tracing` is on, OpenTelemetry span export
+/// (call inside the tokio runtime: the gRPC exporter needs it). With
+/// tracing off this is the plain log subscriber and nothing else.
+fn init_logging(
+    format: LogFormat,
+    tracing: bool,
+) -> anyhow::Result<Option<ferroserve_server::telemetry::TracingGuard>> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let filter = ferroserve_server::telemetry::exclude_from_logs(filter);
+    if !tracing {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+        return Ok(None);
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+    };
+    let (otel, guard) = ferroserve_server::telemetry::layer()?;
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel.with_filter(ferroserve_server::telemetry::filter()))
+        .init();
+    Ok(Some(guard))
+}
+
+/// `--tls_*` flags: the TLS configuration, or `None` for plain listeners.
+fn tls_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::tls::Tls>>> {
+    match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let tls = ferroserve_server::tls::Tls::load(ferroserve_server::tls::TlsOptions {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: args.tls_client_ca_file.clone(),
+            })?;
+            tracing::info!(
+                cert = %cert.display(),
+                mutual = tls.mutual(),
+                "TLS on (HTTP and gRPC; SIGHUP reloads the certificate)"
+            );
+            Ok(Some(tls))
+        }
+        (None, None) if args.tls_client_ca_file.is_some() => {
+            bail!("--tls_client_ca_file needs --tls_cert_file and --tls_key_file")
+        }
+        (None, None) => Ok(None),
+        _ => bail!("--tls_cert_file and --tls_key_file must be given together"),
     }
 }
 
@@ -108,6 +157,14 @@ fn registry_options(args: &ServeArgs) -> anyhow::Result<RegistryOptions> {
     default_parameters.insert("engine".to_string(), engine.to_string());
     for (k, v) in args.llm_parameters() {
         default_parameters.insert(k.to_string(), v);
+    }
+    if args.predict_proba_enabled() {
+        // Read by the scikit-learn runtime (also behind MLflow's sklearn
+        // flavor); a model's own parameters win.
+        default_parameters.insert(
+            ferroserve_runtime_sklearn::PREDICT_PROBA_PARAMETER.to_string(),
+            "true".to_string(),
+        );
     }
     Ok(RegistryOptions {
         repositories: args.model_repository.clone(),
@@ -195,6 +252,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_port: args.metrics_port,
         auth,
         cors_allow_origins: args.cors_allow_origin.clone(),
+        logger: serve_limits::logger_of(&args)?,
+        egress: serve_limits::egress_of(&args)?,
+        limits: serve_limits::limits_of(&args)?,
+        tls: tls_of(&args)?,
     })
     .await?;
     let http_addr = bound.http_addr;
@@ -230,7 +291,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging(args.log_format);
             let workers = if args.workers == 0 {
                 num_cpus()
             } else {
@@ -247,14 +307,42 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(args)) {
+            let tracing_on =
+                match ferroserve_server::telemetry::wanted(args.tracing, |k| std::env::var(k).ok())
+                {
+                    Ok(on) => on,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            let guard = {
+                let _in_runtime = runtime.enter();
+                match init_logging(args.log_format, tracing_on) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            if tracing_on {
+                tracing::info!("OpenTelemetry tracing on (OTLP, configured by OTEL_* variables)");
+            }
+            let code = match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
+            };
+            // Export the spans still buffered before the runtime goes.
+            if let Some(g) = guard {
+                let _in_runtime = runtime.enter();
+                g.shutdown();
             }
+            code
         }
     }
 }

@@ -7,8 +7,15 @@ use bytes::Bytes;
 use ferroserve_core::Error;
 
 /// Reads the whole body, refusing more than `limit` bytes (checked against
-/// `Content-Length` first, then while streaming).
+/// `Content-Length` first, then while streaming), in a `receive` span.
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    use tracing::Instrument;
+    read_body(headers, body, limit)
+        .instrument(ferroserve_core::stage_span!("receive"))
+        .await
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
     let too_large = || {
         Error::PayloadTooLarge(format!(
             "request body exceeds the limit of {limit} bytes (see --max_request_bytes)"

@@ -108,6 +108,24 @@ fn with_cors(router: Router, origins: &[String]) -> Router {
     router.layer(cors)
 }
 
+/// Adds the request timeout and header size limit layers when set.
+fn with_limits(router: Router, limits: &crate::limits::Limits) -> Router {
+    let router = match limits.request_timeout {
+        Some(d) => router.layer(axum::middleware::from_fn_with_state(
+            d,
+            crate::limits::http_timeout,
+        )),
+        None => router,
+    };
+    match limits.max_header_bytes {
+        Some(n) => router.layer(axum::middleware::from_fn_with_state(
+            n,
+            crate::limits::http_header_limit,
+        )),
+        None => router,
+    }
+}
+
 /// A router serving only `/metrics` (for `--metrics_port`).
 pub fn metrics_router(state: AppState) -> Router {
     let auth_state = state.clone();
@@ -151,7 +169,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openai/v1/models", get(openai::models))
         .route("/openai/v1/models/{m}", get(openai::model))
         .route("/openai/v1/completions", post(openai::completions))
-        .route("/openai/v1/chat/completions", post(openai::chat_completions))
+        .route(
+            "/openai/v1/chat/completions",
+            post(openai::chat_completions),
+        )
         .route("/openai/v1/embeddings", post(openai::embeddings))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -163,12 +184,26 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(mlflow::version))
         .fallback(v2::not_found)
         .with_state(state);
-    // Innermost first: auth, then metrics (so refusals are counted), then
-    // CORS outermost (preflights carry no credentials).
+    // Innermost first: the request logger (authorized requests only), auth,
+    // the request timeout, the header size limit, then metrics (so refusals
+    // are counted), then CORS outermost (preflights carry no credentials).
+    let router = match &outer.logger {
+        Some(l) => router.layer(axum::middleware::from_fn_with_state(
+            crate::logger::HttpLogging {
+                logger: Arc::clone(l),
+                max_body_bytes: outer.max_body_bytes,
+            },
+            crate::logger::http_middleware,
+        )),
+        None => router,
+    };
     let router = with_auth(router, &outer);
+    let router = with_limits(router, &outer.limits);
     let router = match tracked {
         Some(m) => router.layer(axum::middleware::from_fn_with_state(m, track)),
         None => router,
     };
-    with_cors(router, &outer.cors_allow_origins)
+    let router = with_cors(router, &outer.cors_allow_origins);
+    // Outermost: the tracing server span (only when tracing is on).
+    crate::telemetry::with_http_tracing(router)
 }

@@ -69,9 +69,12 @@ pub async fn verb(
         }
     }
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
-    let req = v1::decode_request(&bytes, model.signature())?;
+    let req = ferroserve_core::stage_span!("decode")
+        .in_scope(|| v1::decode_request(&bytes, model.signature()))?;
+    let records = model.model.v1_records();
     let resp = executor::infer(model, req).await?;
-    let body = v1::encode_response(&resp)?;
+    let body = ferroserve_core::stage_span!("encode")
+        .in_scope(|| v1::encode_response_with(&resp, records))?;
     let mut out = Response::new(Body::from(body));
     out.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -160,10 +160,12 @@ async fn infer_on(
                 .map_err(|_| Error::invalid("invalid Inference-Header-Content-Length"))
         })
         .transpose()?;
-    let req = v2::decode_request(&bytes, header_len)?;
+    let req = ferroserve_core::stage_span!("decode")
+        .in_scope(|| v2::decode_request(&bytes, header_len))?;
     let params = req.parameters.clone();
     let resp = executor::infer(model, req).await?;
-    let enc = v2::encode_response(&resp, &params);
+    let enc =
+        ferroserve_core::stage_span!("encode").in_scope(|| v2::encode_response(&resp, &params));
     let mut out = Response::new(Body::from(enc.body));
     let h = out.headers_mut();
     match enc.json_len {
