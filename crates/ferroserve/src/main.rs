@@ -316,6 +316,12 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
+            if tracing_on {
+                if let Err(e) = serve_limits::check_otlp_egress(&args) {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
             let guard = {
                 let _in_runtime = runtime.enter();
                 match init_logging(args.log_format, tracing_on) {

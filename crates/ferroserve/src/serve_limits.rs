@@ -72,3 +72,24 @@ fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
     }
     Duration::try_from_secs_f64(s).with_context(|| format!("{flag} {s} is too large"))
 }
+
+/// Checks the OTLP endpoint tracing will export to against `--egress_allow`
+/// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// else the OTLP default for the configured protocol).
+pub fn check_otlp_egress(args: &ServeArgs) -> anyhow::Result<()> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_else(|| {
+            let http = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                .is_some_and(|p| p.starts_with("http"));
+            if http {
+                "http://localhost:4318".to_string()
+            } else {
+                "http://localhost:4317".to_string()
+            }
+        });
+    egress_of(args)?.check_url("the OpenTelemetry OTLP endpoint", &endpoint)?;
+    Ok(())
+}

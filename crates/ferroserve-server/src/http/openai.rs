@@ -236,7 +236,8 @@ async fn completions_inner(
     body: Body,
 ) -> OaiResult<Response> {
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
-    let req = CompletionRequest::from_json(&bytes)?;
+    let req =
+        ferroserve_core::stage_span!("decode").in_scope(|| CompletionRequest::from_json(&bytes))?;
     let served = lookup(&st, &caller, &req.model, Needs::Generator)?;
     let prompts = req.prompts.clone();
     let (echo, special) = (req.echo, req.add_special_tokens);
@@ -338,8 +339,14 @@ async fn respond<F: stream::ChunkFormat>(
             served,
         ));
     }
-    let finished = collect_all(running).await?;
-    Ok(Json(format.full(&finished, &prompt_lens)).into_response())
+    let finished = ferroserve_core::trace::traced_in(
+        collect_all(running),
+        ferroserve_core::stage_span!("compute"),
+    )
+    .await?;
+    let full =
+        ferroserve_core::stage_span!("encode").in_scope(|| format.full(&finished, &prompt_lens));
+    Ok(Json(full).into_response())
 }
 
 /// `POST /openai/v1/chat/completions` and `/v1/chat/completions`.
@@ -361,7 +368,7 @@ async fn chat_inner(
     body: Body,
 ) -> OaiResult<Response> {
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
-    let req = ChatRequest::from_json(&bytes)?;
+    let req = ferroserve_core::stage_span!("decode").in_scope(|| ChatRequest::from_json(&bytes))?;
     let served = lookup(&st, &caller, &req.model, Needs::Generator)?;
     let messages = req.messages.clone();
     let options = req.template.clone();
@@ -436,7 +443,8 @@ async fn embeddings_inner(
     body: Body,
 ) -> OaiResult<Response> {
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
-    let req = EmbeddingRequest::from_json(&bytes)?;
+    let req =
+        ferroserve_core::stage_span!("decode").in_scope(|| EmbeddingRequest::from_json(&bytes))?;
     let served = lookup(&st, &caller, &req.model, Needs::Embedder)?;
     let inputs = req.inputs;
     let want_dims = req.dimensions;
