@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 
 use crate::egress::{EgressError, Policy};
 
+/// Most events a file sink writes with one system call.
+const FILE_BATCH: usize = 256;
+
 /// CloudEvents type of a logged request.
 pub const CE_INFERENCE_REQUEST: &str = "org.kubeflow.serving.inference.request";
 /// CloudEvents type of a logged response.
@@ -402,11 +405,30 @@ impl Logger {
             let rx = Arc::clone(&rx);
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
+                let batches = matches!(shared.sink, Sink::File(_));
                 loop {
-                    let next = rx.lock().await.recv().await;
-                    match next {
-                        Some(ev) => shared.deliver(ev).await,
-                        None => break,
+                    // A file sink takes every event already queued (up to
+                    // FILE_BATCH) and writes them with one system call.
+                    let batch = {
+                        let mut queue = rx.lock().await;
+                        let Some(first) = queue.recv().await else {
+                            break;
+                        };
+                        let mut batch = vec![first];
+                        while batches && batch.len() < FILE_BATCH {
+                            match queue.try_recv() {
+                                Ok(ev) => batch.push(ev),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    if batches {
+                        shared.deliver_lines(batch).await;
+                    } else {
+                        for ev in batch {
+                            shared.deliver(ev).await;
+                        }
                     }
                 }
             });
@@ -573,6 +595,56 @@ impl Shared {
                 .is_ok()
         {
             f();
+        }
+    }
+
+    /// Writes `batch` to the file sink as JSON lines in one write, retrying
+    /// like [`Self::deliver`]; counts every event.
+    async fn deliver_lines(&self, batch: Vec<Event>) {
+        let Sink::File(file) = &self.sink else {
+            for ev in batch {
+                self.deliver(ev).await;
+            }
+            return;
+        };
+        let n = batch.len() as u64;
+        let mut buf = Vec::with_capacity(batch.len() * 256);
+        for ev in &batch {
+            if serde_json::to_writer(&mut buf, &self.json_event(ev)).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        let buf = Arc::new(buf);
+        let mut attempt = 0u32;
+        loop {
+            let (file, lines) = (Arc::clone(file), Arc::clone(&buf));
+            // A local write, kept off the async threads.
+            let result = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut f = file.lock();
+                f.write_all(&lines).and_then(|()| f.flush())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => {
+                    self.stats.sent.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) if attempt >= self.max_retries => {
+                    let total = self.stats.failed.fetch_add(n, Ordering::Relaxed) + n;
+                    self.warn(|| {
+                        tracing::warn!(error = %e, failed_total = total, "request logger: events not written")
+                    });
+                    return;
+                }
+                Err(_) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff(self.retry_backoff, attempt)).await;
+                    attempt += 1;
+                }
+            }
         }
     }
 
