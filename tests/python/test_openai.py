@@ -252,5 +252,8 @@ def test_model_id_from_the_local_huggingface_cache(tmp_path):
         srv.stop()
     missing = Server(["--model_id", "acme/absent"], env={"HF_HOME": str(tmp_path)},
                      expect_ready=False)
-    assert missing.wait_exit(30) != 0
+    try:
+        assert missing.wait_exit(30) != 0
+    finally:
+        missing.stop()
     assert "not in the local HuggingFace cache" in missing.log()

@@ -317,5 +317,8 @@ def test_otlp_endpoint_outside_the_egress_allow_list_fails_start_up():
     env = otel_env("http://10.255.0.1:4317", "grpc")
     srv = Server(["--model_dir", str(EXAMPLES / "iris"), "--egress_allow", "127.0.0.1"],
                  env=env, expect_ready=False)
-    assert srv.wait_exit(30) != 0
+    try:
+        assert srv.wait_exit(30) != 0
+    finally:
+        srv.stop()
     assert "OTLP" in srv.log() and "10.255.0.1" in srv.log()
