@@ -223,17 +223,6 @@ pub async fn completions(
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    completions_inner(st, caller, headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn completions_inner(
-    st: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
 ) -> OaiResult<Response> {
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
     let req =
@@ -355,17 +344,6 @@ pub async fn chat_completions(
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    chat_inner(st, caller, headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn chat_inner(
-    st: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
 ) -> OaiResult<Response> {
     let bytes = read_limited(&headers, body, st.max_body_bytes).await?;
     let req = ferroserve_core::stage_span!("decode").in_scope(|| ChatRequest::from_json(&bytes))?;
@@ -427,17 +405,6 @@ async fn chat_inner(
 /// `POST /openai/v1/embeddings` and `/v1/embeddings`.
 pub async fn embeddings(
     State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    embeddings_inner(st, caller, headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn embeddings_inner(
-    st: AppState,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
