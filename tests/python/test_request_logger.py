@@ -402,3 +402,81 @@ def test_https_sink(tmp_path):
     finally:
         s.stop()
         sink.close()
+
+
+def test_streamed_completion_is_logged_when_it_ends(sink):
+    """An SSE answer is recorded as sent and logged as one response event
+    (content type text/event-stream) once the stream ends."""
+    from conftest import ROOT
+    s = Server(["--model_dir", str(ROOT / "tests" / "fixtures" / "llm" / "llama"), "--model_name", "tiny-llama",
+                "--logger_url", sink.url])
+    try:
+        req = {"model": "tiny-llama", "prompt": "hello", "max_tokens": 5, "temperature": 0, "stream": True}
+        r = requests.post(s.url + "/v1/completions", json=req, headers={"ce-id": "sse-1"}, stream=True)
+        assert r.status_code == 200
+        sent = b"".join(r.iter_content(None))
+        assert sent.rstrip().endswith(b"data: [DONE]")
+        events = sink.wait_for(2)
+        assert len(events) == 2
+        by_type = {h["ce-type"].rsplit(".", 1)[1]: (h, body) for h, body in events}
+        assert json.loads(by_type["request"][1]) == req
+        h, body = by_type["response"]
+        assert h["ce-id"] == "sse-1"
+        assert h["content-type"].startswith("text/event-stream")
+        assert body == sent
+    finally:
+        s.stop()
+
+
+def test_grpc_stream_messages_are_logged_one_by_one(sink):
+    """ModelStreamInfer: every request message and its response are logged,
+    paired by an id of their own."""
+    from tritonclient.grpc import service_pb2
+    import queue
+    s = Server([*IRIS, "--logger_url", sink.url])
+    try:
+        g = grpcclient.InferenceServerClient(s.grpc)
+        got = queue.Queue()
+        g.start_stream(callback=lambda result, error: got.put((result, error)))
+        for i in range(3):
+            t = grpcclient.InferInput("input", [1, 4], "FP32")
+            t.set_data_from_numpy(np.full((1, 4), i, dtype=np.float32))
+            g.async_stream_infer("iris", [t], request_id=f"r{i}")
+        for _ in range(3):
+            result, error = got.get(timeout=10)
+            assert error is None
+        g.stop_stream()
+        events = sink.wait_for(6)
+        assert len(events) == 6
+        pairs = {}
+        for h, body in events:
+            kind = h["ce-type"].rsplit(".", 1)[1]
+            msg = (service_pb2.ModelInferRequest if kind == "request" else service_pb2.ModelInferResponse).FromString(body)
+            pairs.setdefault(h["ce-id"], {})[kind] = msg.id
+        assert len(pairs) == 3
+        assert sorted(p["request"] for p in pairs.values()) == ["r0", "r1", "r2"]
+        assert all(p["request"] == p["response"] for p in pairs.values())
+    finally:
+        s.stop()
+
+
+def test_trace_context_is_forwarded_to_the_sink(sink, tmp_path):
+    """With tracing off, the caller's traceparent/tracestate reach the sink
+    unchanged (HTTP sink headers; file sink attributes)."""
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    path = tmp_path / "log.jsonl"
+    for url in (sink.url, f"file://{path}"):
+        s = Server([*IRIS, "--logger_url", url])
+        try:
+            r = requests.post(s.url + "/v2/models/iris/infer", data=BODY,
+                              headers={"traceparent": tp, "tracestate": "vendor=1"})
+            assert r.status_code == 200
+            wait_metric(s, "sent", 2)
+        finally:
+            s.stop()
+    events = sink.wait_for(2)
+    assert [h.get("traceparent") for h, _ in events] == [tp, tp]
+    assert [h.get("tracestate") for h, _ in events] == ["vendor=1", "vendor=1"]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["traceparent"] for e in lines] == [tp, tp]
+    assert [e["tracestate"] for e in lines] == ["vendor=1", "vendor=1"]

@@ -322,3 +322,30 @@ def test_otlp_endpoint_outside_the_egress_allow_list_fails_start_up():
     finally:
         srv.stop()
     assert "OTLP" in srv.log() and "10.255.0.1" in srv.log()
+
+
+def test_logger_events_carry_the_server_span_as_parent(repo, tmp_path):
+    """The request logger propagates the trace: each CloudEvent carries a
+    traceparent naming this server's span (the caller's trace id)."""
+    sink = Sink()
+    receiver, endpoint = start_http_receiver(sink)
+    log = tmp_path / "events.jsonl"
+    s = Server(["--model_repository", str(repo), "--logger_url", f"file://{log}"],
+               env=otel_env(endpoint, "http/protobuf"))
+    try:
+        r = requests.post(f"{s.url}/v2/models/simple/infer", json=v2_body(),
+                          headers={"traceparent": traceparent()})
+        assert r.status_code == 200, r.text
+        tid = bytes.fromhex(TRACE_ID)
+        found = sink.wait_for(lambda sp: sp.trace_id == tid and sp.name == "POST /v2/models/{m}/infer")
+        assert found
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(log.read_text().splitlines() if log.exists() else []) < 2:
+            time.sleep(0.05)
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(events) == 2
+        want = f"00-{TRACE_ID}-{found[0].span_id.hex()}-01"
+        assert [e["traceparent"] for e in events] == [want, want]
+    finally:
+        s.stop()
+        receiver.shutdown()

@@ -6,7 +6,9 @@
 //!   (`a.b.c`) is checked as a JWT when `jwt` is configured; anything else is
 //!   an API key. API keys are stored as SHA-256 hex digests; plain keys from
 //!   `FERROSERVE_API_KEYS` are hashed at start-up.
-//! * JWTs: RS256, ES256 or EdDSA, key chosen by `kid` from a JWKS file,
+//! * JWTs: RS256, ES256 or EdDSA, key chosen by `kid` from a JWKS file or
+//!   a JWKS URL (fetched at start-up through the egress allow-list, then
+//!   refreshed in the background and on an unknown `kid`, see [`jwks`]),
 //!   signature, `exp` (required), `nbf`, issuer and audience checked with a
 //!   clock-skew leeway. Roles come from a claim (default `roles`).
 //! * Authorization: [`Action`] says what a request does; it is decided in one
@@ -27,27 +29,46 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ferroserve_core::Registry;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::egress::Policy;
 use crate::ratelimit::{retry_after_secs, RateLimit, TokenBucket};
+
+pub mod jwks;
+
+use jwks::{JwksStore, KeySet, RefreshTask, RemoteOptions};
 
 /// Errors reading the auth configuration.
 #[derive(Debug, thiserror::Error)]
-#[error("auth config: {0}")]
-pub struct AuthConfigError(pub String);
+pub enum AuthConfigError {
+    /// The configuration is invalid.
+    #[error("auth config: {0}")]
+    Invalid(String),
+    /// The JWKS (file or URL) cannot be read, fetched or used.
+    #[error("auth config: {0}")]
+    Jwks(jwks::JwksError),
+}
+
+// Not `#[from]`: that would make the JWKS error the source too, and
+// `{:#}` would print it twice.
+impl From<jwks::JwksError> for AuthConfigError {
+    fn from(e: jwks::JwksError) -> Self {
+        AuthConfigError::Jwks(e)
+    }
+}
 
 fn cfg_err(e: impl std::fmt::Display) -> AuthConfigError {
-    AuthConfigError(e.to_string())
+    AuthConfigError::Invalid(e.to_string())
 }
 
 fn yes() -> bool {
@@ -139,12 +160,38 @@ fn default_roles_claim() -> String {
     "roles".into()
 }
 
+fn default_jwks_refresh() -> u64 {
+    300
+}
+
+fn default_jwks_min_refetch() -> u64 {
+    30
+}
+
 /// `jwt:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// JWKS file with the public keys (relative paths: to the config file).
-    pub jwks_file: PathBuf,
+    /// Exactly one of `jwks_file` and `jwks_url`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// `http://` or `https://` URL of the JWKS, fetched at start-up (start-up
+    /// fails when it cannot be) through the egress allow-list, then refreshed.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between background refreshes of `jwks_url` (default 300; a
+    /// shorter `Cache-Control: max-age` is honoured).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
+    /// Least seconds between two refetches caused by tokens with an unknown
+    /// `kid` (default 30).
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch_seconds: u64,
+    /// CA bundle (PEM) for an `https://` `jwks_url` (default: `SSL_CERT_FILE`,
+    /// else the system bundle; relative paths: to the config file).
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `iss` values (empty: not checked).
     #[serde(default)]
     pub issuer: Vec<String>,
@@ -300,7 +347,9 @@ impl Denied {
 }
 
 struct JwtVerifier {
-    keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
+    store: Arc<JwksStore>,
+    /// Stops the background refresh when the authenticator goes.
+    _refresh: Option<RefreshTask>,
     validation: Validation,
     roles_claim: String,
     default: Grant,
@@ -330,40 +379,153 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-fn alg_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
-    match (&jwk.algorithm, jwk.common.key_algorithm) {
-        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Some(Algorithm::RS256),
-        (AlgorithmParameters::EllipticCurve(p), None | Some(KeyAlgorithm::ES256))
-            if p.curve == EllipticCurve::P256 =>
-        {
-            Some(Algorithm::ES256)
+/// Where the keys come from: `(Some(file), None)` or `(None, Some(url))`,
+/// relative paths resolved against `base`.
+fn jwks_source(
+    j: &JwtConfig,
+    base: Option<&Path>,
+) -> Result<(Option<PathBuf>, Option<String>), AuthConfigError> {
+    let resolve = |p: &PathBuf| match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.clone(),
+    };
+    let url = j
+        .jwks_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    match (&j.jwks_file, url) {
+        (Some(f), None) => {
+            if j.jwks_ca_file.is_some() {
+                return Err(cfg_err("jwt.jwks_ca_file is only used with jwt.jwks_url"));
+            }
+            Ok((Some(resolve(f)), None))
         }
-        (AlgorithmParameters::OctetKeyPair(p), None | Some(KeyAlgorithm::EdDSA))
-            if p.curve == EllipticCurve::Ed25519 =>
-        {
-            Some(Algorithm::EdDSA)
-        }
-        _ => None,
+        (None, Some(u)) => Ok((None, Some(u.to_string()))),
+        (Some(_), Some(_)) => Err(cfg_err(
+            "jwt: give either jwks_file or jwks_url, not both",
+        )),
+        (None, None) => Err(cfg_err(
+            "jwt: jwks_file (a local JWKS) or jwks_url (http(s)://… of the identity provider's JWKS) is required",
+        )),
     }
 }
 
+fn read_jwks_file(path: &Path) -> Result<KeySet, AuthConfigError> {
+    let doc = std::fs::read(path)
+        .map_err(|e| cfg_err(format!("cannot read JWKS {}: {e}", path.display())))?;
+    Ok(KeySet::parse(&doc, &path.display().to_string())?)
+}
+
+/// The key store of a `jwt:` section: a file read now, or a URL fetched now.
+async fn jwks_store(
+    j: &JwtConfig,
+    base: Option<&Path>,
+    egress: &Policy,
+) -> Result<JwksStore, AuthConfigError> {
+    match jwks_source(j, base)? {
+        (Some(file), _) => Ok(JwksStore::fixed(read_jwks_file(&file)?)),
+        (None, Some(url)) => {
+            if j.jwks_refresh_seconds == 0 || j.jwks_min_refetch_seconds == 0 {
+                return Err(cfg_err(
+                    "jwt.jwks_refresh_seconds and jwt.jwks_min_refetch_seconds must be at least 1",
+                ));
+            }
+            let mut opts = RemoteOptions::new(url);
+            opts.refresh = Duration::from_secs(j.jwks_refresh_seconds);
+            opts.min_refetch = Duration::from_secs(j.jwks_min_refetch_seconds);
+            opts.ca_file = j.jwks_ca_file.as_ref().map(|p| match base {
+                Some(b) if p.is_relative() => b.join(p),
+                _ => p.clone(),
+            });
+            Ok(JwksStore::fetch(opts, egress).await?)
+        }
+        (None, None) => Err(cfg_err("jwt: no JWKS source")),
+    }
+}
+
+/// Why a credential check did not produce a principal.
+enum Miss {
+    /// Refused.
+    Denied(Denied),
+    /// A JWT whose `kid` is not in the current key set (which comes from a
+    /// URL and may be refetched).
+    UnknownKid(String),
+}
+
+impl From<Denied> for Miss {
+    fn from(d: Denied) -> Self {
+        Miss::Denied(d)
+    }
+}
+
+const NO_MATCHING_KEY: &str = "invalid token: no matching key";
+
 impl Auth {
-    /// Reads `path` and adds the plain keys of `env_keys` (the
-    /// `FERROSERVE_API_KEYS` comma list).
-    pub fn from_file(path: &Path, env_keys: Option<&str>) -> Result<Self, AuthConfigError> {
+    fn read_config(path: &Path) -> Result<AuthConfig, AuthConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| cfg_err(format!("cannot read {}: {e}", path.display())))?;
-        let cfg: AuthConfig =
-            serde_yaml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
-        Self::new(cfg, env_keys, path.parent())
+        serde_yaml::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))
     }
 
-    /// Builds the authenticator; `base` resolves a relative `jwks_file`.
+    /// Reads `path` and adds the plain keys of `env_keys` (the
+    /// `FERROSERVE_API_KEYS` comma list). A `jwks_url` needs [`Self::load`].
+    pub fn from_file(path: &Path, env_keys: Option<&str>) -> Result<Self, AuthConfigError> {
+        Self::new(Self::read_config(path)?, env_keys, path.parent())
+    }
+
+    /// Like [`Self::from_file`], and fetches a `jwks_url` (checked against
+    /// `egress`) and starts its background refresh (needs a tokio runtime).
+    pub async fn load(
+        path: &Path,
+        env_keys: Option<&str>,
+        egress: &Policy,
+    ) -> Result<Self, AuthConfigError> {
+        Self::new_with_egress(Self::read_config(path)?, env_keys, path.parent(), egress).await
+    }
+
+    /// Builds the authenticator, fetching a `jwks_url` (checked against
+    /// `egress`) and starting its background refresh; `base` resolves
+    /// relative paths.
+    pub async fn new_with_egress(
+        cfg: AuthConfig,
+        env_keys: Option<&str>,
+        base: Option<&Path>,
+        egress: &Policy,
+    ) -> Result<Self, AuthConfigError> {
+        let store = match &cfg.jwt {
+            Some(j) => Some(Arc::new(jwks_store(j, base, egress).await?)),
+            None => None,
+        };
+        Self::build(cfg, env_keys, store)
+    }
+
+    /// Builds the authenticator; `base` resolves a relative `jwks_file`. A
+    /// `jwks_url` needs [`Self::new_with_egress`].
     pub fn new(
         cfg: AuthConfig,
         env_keys: Option<&str>,
         base: Option<&Path>,
+    ) -> Result<Self, AuthConfigError> {
+        let store = match &cfg.jwt {
+            Some(j) => {
+                let (file, _) = jwks_source(j, base)?;
+                let Some(file) = file else {
+                    return Err(cfg_err(
+                        "jwt.jwks_url needs the asynchronous loader (Auth::load)",
+                    ));
+                };
+                Some(Arc::new(JwksStore::fixed(read_jwks_file(&file)?)))
+            }
+            None => None,
+        };
+        Self::build(cfg, env_keys, store)
+    }
+
+    fn build(
+        cfg: AuthConfig,
+        env_keys: Option<&str>,
+        store: Option<Arc<JwksStore>>,
     ) -> Result<Self, AuthConfigError> {
         let mut auth = Auth {
             open_health: cfg.open_health,
@@ -405,8 +567,8 @@ impl Auth {
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
             auth.keys.insert(digest, Arc::new(p));
         }
-        if let Some(j) = cfg.jwt {
-            auth.jwt = Some(auth.jwt_verifier(j, base)?);
+        if let (Some(j), Some(store)) = (cfg.jwt, store) {
+            auth.jwt = Some(auth.jwt_verifier(j, store)?);
         }
         if auth.keys.is_empty() && auth.jwt.is_none() {
             return Err(cfg_err(
@@ -447,32 +609,8 @@ impl Auth {
     fn jwt_verifier(
         &self,
         j: JwtConfig,
-        base: Option<&Path>,
+        store: Arc<JwksStore>,
     ) -> Result<JwtVerifier, AuthConfigError> {
-        let path = match base {
-            Some(b) if j.jwks_file.is_relative() => b.join(&j.jwks_file),
-            _ => j.jwks_file.clone(),
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| cfg_err(format!("cannot read JWKS {}: {e}", path.display())))?;
-        let set: JwkSet = serde_json::from_str(&text)
-            .map_err(|e| cfg_err(format!("JWKS {}: {e}", path.display())))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let Some(alg) = alg_of(jwk) else {
-                tracing::warn!(kid = ?jwk.common.key_id, "JWKS key skipped: only RS256, ES256 (P-256) and EdDSA (Ed25519) keys are used");
-                continue;
-            };
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|e| cfg_err(format!("JWKS key {:?}: {e}", jwk.common.key_id)))?;
-            keys.push((jwk.common.key_id.clone(), alg, key));
-        }
-        if keys.is_empty() {
-            return Err(cfg_err(format!(
-                "JWKS {} has no usable key",
-                path.display()
-            )));
-        }
         if let Some(rl) = j.default.rate_limit {
             rl.validate().map_err(|e| cfg_err(format!("jwt: {e}")))?;
         }
@@ -493,8 +631,10 @@ impl Auth {
         } else {
             validation.set_audience(&j.audience);
         }
+        let refresh = store.spawn_refresh();
         Ok(JwtVerifier {
-            keys,
+            store,
+            _refresh: refresh,
             validation,
             roles_claim: j.roles_claim,
             default: j.default,
@@ -512,8 +652,61 @@ impl Auth {
     }
 
     /// Checks the credentials in `headers` (HTTP headers or gRPC metadata)
-    /// and takes a token from the principal's rate limit.
+    /// and takes a token from the principal's rate limit. A JWT with a `kid`
+    /// missing from a URL-fetched key set is refused, and starts a refetch
+    /// in the background (see [`Self::authenticate_async`], which waits for
+    /// it instead).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Denied> {
+        match self.identify(headers) {
+            Ok(p) => Self::take_token(p),
+            Err(Miss::Denied(d)) => Err(d),
+            Err(Miss::UnknownKid(kid)) => {
+                if let (Some(j), Ok(rt)) = (&self.jwt, tokio::runtime::Handle::try_current()) {
+                    let store = Arc::clone(&j.store);
+                    rt.spawn(async move { store.refetch_for_unknown_kid(&kid).await });
+                }
+                Err(Denied::Unauthenticated(NO_MATCHING_KEY.into()))
+            }
+        }
+    }
+
+    /// Like [`Self::authenticate`], but a JWT whose `kid` is missing from a
+    /// URL-fetched key set waits for one refetch of the JWKS (rate-limited,
+    /// see [`JwksStore::refetch_for_unknown_kid`]) and is checked again.
+    pub async fn authenticate_async(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Denied> {
+        match self.identify(headers) {
+            Ok(p) => Self::take_token(p),
+            Err(Miss::Denied(d)) => Err(d),
+            Err(Miss::UnknownKid(kid)) => {
+                let refreshed = match &self.jwt {
+                    Some(j) => j.store.refetch_for_unknown_kid(&kid).await,
+                    None => false,
+                };
+                if !refreshed {
+                    return Err(Denied::Unauthenticated(NO_MATCHING_KEY.into()));
+                }
+                match self.identify(headers) {
+                    Ok(p) => Self::take_token(p),
+                    Err(Miss::Denied(d)) => Err(d),
+                    Err(Miss::UnknownKid(_)) => {
+                        Err(Denied::Unauthenticated(NO_MATCHING_KEY.into()))
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_token(principal: Arc<Principal>) -> Result<Arc<Principal>, Denied> {
+        if let Some(l) = &principal.limiter {
+            l.try_acquire().map_err(|wait| Denied::RateLimited {
+                retry_after: retry_after_secs(wait),
+            })?;
+        }
+        Ok(principal)
+    }
+
+    /// Finds the principal of the credentials in `headers`.
+    fn identify(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Miss> {
         let api_key = headers.get("x-api-key").map(|v| v.to_str());
         let bearer = headers.get(header::AUTHORIZATION).map(|v| {
             v.to_str().map(|s| {
@@ -524,34 +717,26 @@ impl Auth {
                 }
             })
         });
-        let principal = match (api_key, bearer) {
-            (Some(Ok(k)), _) => self.check_key(k.trim())?,
+        match (api_key, bearer) {
+            (Some(Ok(k)), _) => Ok(self.check_key(k.trim())?),
             (None, Some(Ok(t))) if !t.is_empty() => {
                 if self.jwt.is_some() && t.bytes().filter(|b| *b == b'.').count() == 2 {
-                    self.check_jwt(t)?
+                    self.check_jwt(t)
                 } else {
-                    self.check_key(t)?
+                    Ok(self.check_key(t)?)
                 }
             }
-            (None, None) => {
-                return Err(Denied::Unauthenticated(
-                    "missing credentials: send 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
-                        .into(),
-                ))
-            }
-            _ => {
-                return Err(Denied::Unauthenticated(
-                    "malformed credentials: expected 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
-                        .into(),
-                ))
-            }
-        };
-        if let Some(l) = &principal.limiter {
-            l.try_acquire().map_err(|wait| Denied::RateLimited {
-                retry_after: retry_after_secs(wait),
-            })?;
+            (None, None) => Err(Denied::Unauthenticated(
+                "missing credentials: send 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
+                    .into(),
+            )
+            .into()),
+            _ => Err(Denied::Unauthenticated(
+                "malformed credentials: expected 'Authorization: Bearer <token>' or 'x-api-key: <key>'"
+                    .into(),
+            )
+            .into()),
         }
-        Ok(principal)
     }
 
     fn check_key(&self, key: &str) -> Result<Arc<Principal>, Denied> {
@@ -562,9 +747,9 @@ impl Auth {
             .ok_or_else(|| Denied::Unauthenticated("invalid API key".into()))
     }
 
-    fn check_jwt(&self, token: &str) -> Result<Arc<Principal>, Denied> {
+    fn check_jwt(&self, token: &str) -> Result<Arc<Principal>, Miss> {
         let Some(j) = &self.jwt else {
-            return Err(Denied::Unauthenticated("invalid token".into()));
+            return Err(Denied::Unauthenticated("invalid token".into()).into());
         };
         let bad =
             |e: jsonwebtoken::errors::Error| Denied::Unauthenticated(format!("invalid token: {e}"));
@@ -573,23 +758,25 @@ impl Auth {
             return Err(Denied::Unauthenticated(format!(
                 "invalid token: algorithm {:?} is not accepted",
                 head.alg
-            )));
+            ))
+            .into());
         }
-        let key = j
-            .keys
-            .iter()
-            .find(|(kid, alg, _)| {
-                *alg == head.alg && (head.kid.is_none() || kid.as_deref() == head.kid.as_deref())
-            })
-            .ok_or_else(|| Denied::Unauthenticated("invalid token: no matching key".into()))?;
+        let keys = j.store.keys();
+        let Some(key) = keys.find(head.kid.as_deref(), head.alg) else {
+            return Err(match head.kid {
+                Some(kid) if j.store.is_remote() && !keys.has_kid(&kid) => Miss::UnknownKid(kid),
+                _ => Denied::Unauthenticated(NO_MATCHING_KEY.into()).into(),
+            });
+        };
         let mut validation = j.validation.clone();
         validation.algorithms = vec![head.alg];
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
-            &key.2,
+            key,
             &validation,
         )
         .map_err(bad)?;
+        drop(keys);
         let claims = data.claims;
         let sub = claims
             .get("sub")
@@ -750,7 +937,7 @@ pub async fn http_middleware(State(st): State<HttpAuth>, mut req: Request, next:
     if !st.auth.needs_credentials(&action) {
         return next.run(req).await;
     }
-    let principal = match st.auth.authenticate(req.headers()) {
+    let principal = match st.auth.authenticate_async(req.headers()).await {
         Ok(p) => p,
         Err(d) => return d.into_http(),
     };
@@ -831,9 +1018,10 @@ pub struct GrpcAuthService<S> {
 
 impl<S, B, RB> tower::Service<http::Request<B>> for GrpcAuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -854,13 +1042,36 @@ where
             None => true,
         };
         if needs {
-            match self.auth.authenticate(req.headers()) {
-                Ok(p) => {
-                    req.extensions_mut().insert(p);
-                }
-                Err(d) => {
-                    let resp = d.into_status().into_http::<RB>();
+            let denied = |d: Denied| d.into_status().into_http::<RB>();
+            match self.auth.identify(req.headers()) {
+                Ok(p) => match Auth::take_token(p) {
+                    Ok(p) => {
+                        req.extensions_mut().insert(p);
+                    }
+                    Err(d) => {
+                        let resp = denied(d);
+                        return Box::pin(async move { Ok(resp) });
+                    }
+                },
+                Err(Miss::Denied(d)) => {
+                    let resp = denied(d);
                     return Box::pin(async move { Ok(resp) });
+                }
+                Err(Miss::UnknownKid(_)) => {
+                    // Wait for a JWKS refetch: take the ready inner service
+                    // along (leaving a clone to be made ready next time).
+                    let clone = self.inner.clone();
+                    let mut inner = std::mem::replace(&mut self.inner, clone);
+                    let auth = Arc::clone(&self.auth);
+                    return Box::pin(async move {
+                        match auth.authenticate_async(req.headers()).await {
+                            Ok(p) => {
+                                req.extensions_mut().insert(p);
+                                inner.call(req).await
+                            }
+                            Err(d) => Ok(denied(d)),
+                        }
+                    });
                 }
             }
         }

@@ -180,10 +180,13 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         self.check(&req, model_action(&req.get_ref().model_name))?;
-        let logged = self.logger.as_ref().map(|l| (l, l.grpc_request(&req)));
+        let logged = self
+            .logger
+            .as_ref()
+            .map(|l| (l, l.grpc_request(req.metadata(), req.get_ref())));
         let resp = infer_one(&self.registry, req.into_inner()).await?;
-        if let Some((l, id)) = logged {
-            l.grpc_response(&id, &resp);
+        if let Some((l, corr)) = logged {
+            l.grpc_response(&corr, &resp);
         }
         Ok(Response::new(resp))
     }
@@ -203,6 +206,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
         if auth.is_some() && principal.is_none() {
             return Err(Status::unauthenticated("missing credentials"));
         }
+        // Logged per message: each request message and its response share
+        // a new event id (the call's `ce-id` would repeat); the trace
+        // context is the call's.
+        let logger = self.logger.clone();
+        let mut metadata = req.metadata().clone();
+        metadata.remove("ce-id");
         let mut incoming = req.into_inner();
         let registry = Arc::clone(&self.registry);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -213,7 +222,9 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 use futures::StreamExt;
                 while let Some(item) = incoming.next().await {
                     let out = match item {
-                        Ok(r) => match async {
+                        Ok(r) => {
+                            let logged = logger.as_ref().map(|l| (l, l.grpc_request(&metadata, &r)));
+                            let out = match async {
                             if let (Some(a), Some(p)) = (&auth, &principal) {
                                 a.authorize(p, &model_action(&r.model_name))
                                     .map_err(crate::auth::Denied::into_status)?;
@@ -230,7 +241,12 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                                 error_message: s.message().to_string(),
                                 infer_response: None,
                             },
-                        },
+                            };
+                            if let (Some((l, corr)), Some(resp)) = (&logged, &out.infer_response) {
+                                l.grpc_response(corr, resp);
+                            }
+                            out
+                        }
                         Err(_) => break,
                     };
                     if tx.send(Ok(out)).await.is_err() {

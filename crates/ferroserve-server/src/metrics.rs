@@ -16,32 +16,57 @@ use std::time::{Duration, Instant};
 
 use ferroserve_core::stats::{Duration64, LATENCY_BUCKETS_S};
 use ferroserve_core::Registry;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 type Key = (Arc<str>, &'static str, u16);
 
+/// One route's histograms by method and status (a handful each).
+type ByStatus = Vec<(&'static str, u16, Arc<Duration64>)>;
+
 /// Request counts and latencies of one front end, by route/method/status.
+/// Recording looks the route up by `&str` under a read lock and bumps
+/// atomics: no allocation, no exclusive lock once a label set exists.
 #[derive(Default)]
 pub struct RequestMetrics {
-    by_key: Mutex<HashMap<Key, Arc<Duration64>>>,
+    by_route: RwLock<HashMap<Arc<str>, ByStatus>>,
 }
 
 impl RequestMetrics {
     /// Records one request.
-    pub fn record(&self, route: Arc<str>, method: &'static str, status: u16, took: Duration) {
-        let h = {
-            let mut map = self.by_key.lock();
-            Arc::clone(map.entry((route, method, status)).or_default())
+    pub fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        let find = |v: &ByStatus| {
+            v.iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, h)| Arc::clone(h))
+        };
+        if let Some(v) = self.by_route.read().get(route) {
+            if let Some((_, _, h)) = v.iter().find(|(m, s, _)| *m == method && *s == status) {
+                h.record(took);
+                return;
+            }
+        }
+        let mut map = self.by_route.write();
+        let v = map.entry(Arc::from(route)).or_default();
+        let h = match find(v) {
+            Some(h) => h,
+            None => {
+                let h = Arc::new(Duration64::default());
+                v.push((method, status, Arc::clone(&h)));
+                h
+            }
         };
         h.record(took);
     }
 
     fn snapshot(&self) -> Vec<(Key, Arc<Duration64>)> {
         let mut v: Vec<_> = self
-            .by_key
-            .lock()
+            .by_route
+            .read()
             .iter()
-            .map(|(k, h)| (k.clone(), Arc::clone(h)))
+            .flat_map(|(route, by)| {
+                by.iter()
+                    .map(|(m, s, h)| ((Arc::clone(route), *m, *s), Arc::clone(h)))
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -608,7 +633,7 @@ where
                     .unwrap_or(0);
                 metrics
                     .grpc
-                    .record(Arc::from(method), "", code, start.elapsed());
+                    .record(method, "", code, start.elapsed());
             }
             r
         })

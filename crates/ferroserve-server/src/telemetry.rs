@@ -12,10 +12,17 @@
 //! ([`SamplerConfig`]), so unsampled requests build none. With tracing off
 //! no layer is installed, the HTTP and gRPC tracing layers are not added,
 //! and the stage spans are rejected at their callsites (cached).
+//!
+//! `https://` endpoints work over both protocols (rustls, ring), with the
+//! standard `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `…CLIENT_CERTIFICATE`
+//! and `…CLIENT_KEY` variables (see [`otlp_tls`]).
+
+pub mod otlp_tls;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -49,6 +56,84 @@ pub enum TelemetryError {
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` is not understood.
     #[error("{0}")]
     Sampler(String),
+    /// The OTLP TLS files (`OTEL_EXPORTER_OTLP_*CERTIFICATE`, `*CLIENT_KEY`)
+    /// cannot be used.
+    #[error("OTLP exporter TLS: {0}")]
+    Tls(String),
+}
+
+/// The OTLP transport named by `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` /
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` (as opentelemetry-otlp resolves it:
+/// `grpc`, else HTTP/protobuf).
+fn grpc_protocol(var: &impl Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| {
+        var(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .is_some_and(|p| p == "grpc")
+}
+
+/// Whether the trace endpoint is `https://`.
+fn https_endpoint(var: &impl Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| {
+        var(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .is_some_and(|e| {
+            e.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        })
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` / `OTEL_EXPORTER_OTLP_TIMEOUT` in
+/// milliseconds (default 10 s).
+fn export_timeout(var: &impl Fn(&str) -> Option<String>) -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|k| var(k).and_then(|v| v.trim().parse::<u64>().ok()))
+    .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// The OTLP span exporter: gRPC (tonic) or HTTP/protobuf, with TLS from
+/// [`otlp_tls::OtlpTlsFiles`] for an `https://` endpoint.
+fn span_exporter(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+    let tls = otlp_tls::OtlpTlsFiles::from_env(&var);
+    let https = https_endpoint(&var);
+    if tls.any() && !https {
+        tracing::warn!(
+            "OTEL_EXPORTER_OTLP_*CERTIFICATE/KEY are ignored: the OTLP endpoint is not https://"
+        );
+    }
+    let built = if grpc_protocol(&var) {
+        let mut b = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_protocol(opentelemetry_otlp::Protocol::Grpc);
+        if https {
+            b = b.with_tls_config(tls.tonic()?);
+        }
+        b.build()
+    } else {
+        let mut b = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+        if https {
+            b = b.with_http_client(tls.http_client(export_timeout(&var))?);
+        }
+        b.build()
+    };
+    built.map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
 /// How a trace without a (honoured) parent is sampled.
@@ -243,16 +328,16 @@ impl std::fmt::Debug for TracingGuard {
 /// the `OTEL_EXPORTER_OTLP_*` variables; the sampler from
 /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: parent-based
 /// always-on); the batch processor from `OTEL_BSP_*`; the service name from
-/// `OTEL_SERVICE_NAME` (default `ferroserve`) and `OTEL_RESOURCE_ATTRIBUTES`.
-/// Call it inside a tokio runtime (the gRPC exporter needs one).
+/// `OTEL_SERVICE_NAME` (default `ferroserve`) and `OTEL_RESOURCE_ATTRIBUTES`;
+/// TLS for `https://` endpoints from `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`,
+/// `…CLIENT_CERTIFICATE` and `…CLIENT_KEY`.
+/// Call it inside a tokio runtime (the exporters need one).
 pub fn layer<S>() -> Result<(impl tracing_subscriber::Layer<S>, TracingGuard), TelemetryError>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let sampler = SamplerConfig::from_env(|k| std::env::var(k).ok())?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .build()
-        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let exporter = span_exporter(|k| std::env::var(k).ok())?;
     let mut resource = opentelemetry_sdk::Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").map_or(true, |v| v.trim().is_empty()) {
         resource = resource.with_service_name("ferroserve");

@@ -219,6 +219,7 @@ pub struct ServeArgs {
 
     /// Turn on authentication, authorization and rate limits (HTTP and gRPC)
     /// with this YAML file; plain API keys may also come from FERROSERVE_API_KEYS.
+    /// A `jwt.jwks_url` is fetched at start-up (allowed by --egress_allow) and refreshed.
     #[arg(
         long = "auth_config",
         visible_alias = "auth-config",
@@ -338,8 +339,9 @@ pub struct ServeArgs {
     pub logger_ca_cert_file: Option<PathBuf>,
 
     /// Hosts the server may contact (repeatable): `host`, `host:port`,
-    /// `scheme://host[:port]`, `scheme://`, `*.domain`. When given, only these;
-    /// otherwise every configured destination. Local files are always allowed.
+    /// `scheme://host[:port]`, `scheme://`, `*.domain`. When given, only these
+    /// (logger sink, OTLP endpoint, JWKS URL); otherwise every configured
+    /// destination. Local files are always allowed.
     #[arg(
         long = "egress_allow",
         visible_alias = "egress-allow",

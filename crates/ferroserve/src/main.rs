@@ -228,10 +228,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new(registry_options(&args)?, runtimes()));
     let env_keys = std::env::var("FERROSERVE_API_KEYS").ok();
     let auth = match &args.auth_config {
-        Some(path) => Some(Arc::new(ferroserve_server::auth::Auth::from_file(
-            path,
-            env_keys.as_deref(),
-        )?)),
+        Some(path) => Some(Arc::new(
+            ferroserve_server::auth::Auth::load(
+                path,
+                env_keys.as_deref(),
+                &serve_limits::egress_of(&args)?,
+            )
+            .await?,
+        )),
         None if env_keys.as_deref().is_some_and(|k| !k.trim().is_empty()) => {
             bail!(
                 "FERROSERVE_API_KEYS is set but auth is off: pass --auth_config FILE to turn it on"

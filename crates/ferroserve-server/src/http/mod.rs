@@ -53,15 +53,18 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 }
 
 async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route: Arc<str> = match req.extensions().get::<MatchedPath>() {
-        Some(p) => Arc::from(p.as_str()),
-        None => Arc::from("unmatched"),
-    };
+    // MatchedPath is an Arc<str> inside: cloning it allocates nothing.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     m.http
-        .record(route, method, resp.status().as_u16(), start.elapsed());
+        .record(
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            method,
+            resp.status().as_u16(),
+            start.elapsed(),
+        );
     resp
 }
 

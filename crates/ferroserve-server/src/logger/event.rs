@@ -1,0 +1,252 @@
+//! One logged event and its two renderings: CloudEvents binary-mode headers
+//! (HTTP sinks) and one CloudEvents JSON line (file sink).
+//!
+//! Events are built cheaply on the request path (reference-counted id,
+//! body and header values, no formatting) and rendered by the delivery
+//! side: the JSON line is written straight into the sink's buffer, with the
+//! attributes every event shares rendered once at start-up.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderValue};
+use bytes::Bytes;
+
+use super::{EventKind, LoggerConfig, LoggerError};
+
+/// W3C trace context forwarded to the sink with an event.
+#[derive(Debug)]
+pub(crate) struct TraceHeaders {
+    pub(crate) traceparent: HeaderValue,
+    pub(crate) tracestate: Option<HeaderValue>,
+}
+
+/// What the events of one inference share: the CloudEvents id (the same
+/// for a request and its response) and the trace context.
+#[derive(Debug, Clone)]
+pub struct Correlation {
+    pub(crate) id: Arc<str>,
+    pub(crate) trace: Option<Arc<TraceHeaders>>,
+}
+
+impl Correlation {
+    /// A correlation with `id` and no trace context.
+    pub fn with_id(id: &str) -> Self {
+        Correlation {
+            id: Arc::from(id),
+            trace: None,
+        }
+    }
+
+    /// The event id (`ce-id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// One event waiting for delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) kind: EventKind,
+    pub(crate) corr: Correlation,
+    pub(crate) time: SystemTime,
+    pub(crate) content_type: HeaderValue,
+    pub(crate) body: Bytes,
+}
+
+/// The attributes every event carries, as header values and pre-rendered
+/// as a JSON fragment (`,"source":…,"endpoint":…`).
+#[derive(Debug)]
+pub(crate) struct Attributes {
+    source: HeaderValue,
+    inference_service: HeaderValue,
+    namespace: HeaderValue,
+    component: HeaderValue,
+    endpoint: HeaderValue,
+    json: Vec<u8>,
+}
+
+fn header_value(name: &'static str, value: &str) -> Result<HeaderValue, LoggerError> {
+    HeaderValue::from_str(value).map_err(|_| LoggerError::Attribute {
+        name,
+        value: value.to_string(),
+    })
+}
+
+impl Attributes {
+    /// The attributes of `config`; `default_source` when it names no source.
+    pub(crate) fn new(config: &LoggerConfig, default_source: &str) -> Result<Self, LoggerError> {
+        let source = config.source_uri.as_deref().unwrap_or(default_source);
+        let pairs = [
+            ("source", source),
+            ("inferenceservicename", config.inference_service.as_str()),
+            ("namespace", config.namespace.as_str()),
+            ("component", config.component.as_str()),
+            ("endpoint", config.endpoint.as_str()),
+        ];
+        let mut json = Vec::new();
+        for (name, value) in pairs {
+            json.extend_from_slice(b",\"");
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+            json_str(&mut json, value);
+        }
+        Ok(Attributes {
+            source: header_value("source", source)?,
+            inference_service: header_value("inferenceservicename", &config.inference_service)?,
+            namespace: header_value("namespace", &config.namespace)?,
+            component: header_value("component", &config.component)?,
+            endpoint: header_value("endpoint", &config.endpoint)?,
+            json,
+        })
+    }
+
+    /// CloudEvents binary-mode headers of `ev` (KServe's set, plus the
+    /// trace context when the event has one); `recorded` is `ce-recordedtime`.
+    pub(crate) fn ce_headers(
+        &self,
+        ev: &Event,
+        recorded: SystemTime,
+    ) -> Vec<(&'static str, HeaderValue)> {
+        let text = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+        let mut h = vec![
+            ("ce-specversion", HeaderValue::from_static("1.0")),
+            ("ce-id", text(&ev.corr.id)),
+            ("ce-type", HeaderValue::from_static(ev.kind.ce_type())),
+            ("ce-source", self.source.clone()),
+            ("ce-time", text(&rfc3339(ev.time))),
+            ("ce-recordedtime", text(&rfc3339(recorded))),
+            ("ce-inferenceservicename", self.inference_service.clone()),
+            ("ce-namespace", self.namespace.clone()),
+            ("ce-component", self.component.clone()),
+            ("ce-endpoint", self.endpoint.clone()),
+            ("ce-metadata", HeaderValue::from_static("{}")),
+            (header::CONTENT_TYPE.as_str(), ev.content_type.clone()),
+        ];
+        if let Some(t) = &ev.corr.trace {
+            h.push(("traceparent", t.traceparent.clone()));
+            if let Some(s) = &t.tracestate {
+                h.push(("tracestate", s.clone()));
+            }
+        }
+        h
+    }
+
+    /// Appends `ev` as one CloudEvents JSON object and a newline to `out`.
+    /// `recorded` is the `recordedtime` already rendered (quotes included).
+    /// A JSON body is embedded as `data` as received (its line breaks,
+    /// which valid JSON has only between tokens, become spaces); any other
+    /// body is `data_base64`.
+    pub(crate) fn write_json_line(&self, ev: &Event, recorded: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
+        json_str(out, &ev.corr.id);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(ev.kind.ce_type().as_bytes());
+        out.extend_from_slice(b"\",\"time\":\"");
+        write_rfc3339(out, ev.time);
+        out.extend_from_slice(b"\",\"recordedtime\":");
+        out.extend_from_slice(recorded);
+        out.extend_from_slice(&self.json);
+        if let Some(t) = &ev.corr.trace {
+            out.extend_from_slice(b",\"traceparent\":");
+            json_str(out, &String::from_utf8_lossy(t.traceparent.as_bytes()));
+            if let Some(s) = &t.tracestate {
+                out.extend_from_slice(b",\"tracestate\":");
+                json_str(out, &String::from_utf8_lossy(s.as_bytes()));
+            }
+        }
+        let ct = String::from_utf8_lossy(ev.content_type.as_bytes());
+        out.extend_from_slice(b",\"datacontenttype\":");
+        json_str(out, &ct);
+        let is_json = ct.contains("json")
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&ev.body).is_ok();
+        if is_json {
+            out.extend_from_slice(b",\"data\":");
+            out.extend(ev.body.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                b => b,
+            }));
+        } else {
+            out.extend_from_slice(b",\"data_base64\":\"");
+            base64_into(out, &ev.body);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Appends `s` as a JSON string (escaped, quoted).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// A random (version 4) UUID.
+pub(crate) fn new_uuid() -> String {
+    let mut x: u128 = rand::random();
+    x = (x & !(0xF_u128 << 76)) | (0x4_u128 << 76);
+    x = (x & !(0x3_u128 << 62)) | (0x2_u128 << 62);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            s.push('-');
+        }
+        s.push(HEX[((x >> (124 - 4 * i)) & 0xF) as usize] as char);
+    }
+    s
+}
+
+/// RFC 3339 UTC time with microseconds.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, t);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends `t` as RFC 3339 UTC with microseconds (no quotes).
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        d.subsec_micros()
+    );
+}
+
+/// Appends `data` in standard base64 with padding.
+pub(crate) fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    out.reserve(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}
