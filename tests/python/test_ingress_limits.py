@@ -34,6 +34,29 @@ def test_header_too_large_is_431():
         assert g.is_server_live()
         with pytest.raises(InferenceServerException):
             g.is_server_live(headers={"x-big": "a" * 8000})
+        # A head far over the limit is refused by the HTTP/1 parser before it is
+        # buffered whole (hyper's own cap would be ~400 KiB): 431 and the
+        # connection closed, the server still serving.
+        import socket
+        host, port = s.http.rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as c:
+            c.sendall(b"GET /v2/health/ready HTTP/1.1\r\nhost: x\r\n")
+            sent = 0
+            try:
+                while sent < 300_000:
+                    c.sendall(b"x-fill: " + b"a" * 990 + b"\r\n")
+                    sent += 1000
+            except OSError:
+                pass  # the server stopped reading and closed
+            c.settimeout(5)
+            answer = b""
+            try:
+                while chunk := c.recv(4096):
+                    answer += chunk
+            except OSError:
+                pass
+        assert sent < 300_000 or answer.startswith(b"HTTP/1.1 431"), (sent, answer[:100])
+        assert requests.get(s.url + "/v2/health/ready").status_code == 200
     finally:
         s.stop()
 

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod logger;
+mod http_serve;
 mod logger_tls;
 pub mod metrics;
 pub mod ratelimit;
@@ -209,6 +210,7 @@ impl Bound {
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let max_header_bytes = self.options.limits.max_header_bytes;
         let app = http::router(state);
         if let Some(tls) = &self.options.tls {
             tls.reload_on_sighup();
@@ -218,11 +220,11 @@ impl Bound {
                 let listener = tls
                     .http_listener(http_listener)
                     .map_err(ServerError::Http)?;
-                let http = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                let http = http_serve::serve(listener, app, max_header_bytes, stopped);
                 tokio::spawn(async move { http.await.map_err(ServerError::Http) })
             }
             None => {
-                let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped);
+                let http = http_serve::serve(http_listener, app, max_header_bytes, stopped);
                 tokio::spawn(async move { http.await.map_err(ServerError::Http) })
             }
         };
