@@ -11,15 +11,12 @@ mod v1;
 mod v2;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// `GET /metrics`: Prometheus text format.
@@ -38,34 +35,6 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         ))
         .into_response(),
     }
-}
-
-fn method_label(m: &axum::http::Method) -> &'static str {
-    match *m {
-        axum::http::Method::GET => "GET",
-        axum::http::Method::POST => "POST",
-        axum::http::Method::PUT => "PUT",
-        axum::http::Method::DELETE => "DELETE",
-        axum::http::Method::HEAD => "HEAD",
-        axum::http::Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
-async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    // MatchedPath is an Arc<str> inside: cloning it allocates nothing.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    m.http
-        .record(
-            route.as_ref().map_or("unmatched", MatchedPath::as_str),
-            method,
-            resp.status().as_u16(),
-            start.elapsed(),
-        );
-    resp
 }
 
 /// Adds the auth middleware when auth is on (nothing otherwise).
@@ -203,7 +172,7 @@ pub fn router(state: AppState) -> Router {
     let router = with_auth(router, &outer);
     let router = with_limits(router, &outer.limits);
     let router = match tracked {
-        Some(m) => router.layer(axum::middleware::from_fn_with_state(m, track)),
+        Some(m) => router.layer(crate::metrics::HttpMetricsLayer(m)),
         None => router,
     };
     let router = with_cors(router, &outer.cors_allow_origins);
