@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/ferroserve-target}"
+# The fuzz properties (tests/fuzz*.rs) draw the same cases on every CI run, so a red run is
+# reproducible; set PROPTEST_RNG_SEED (and PROPTEST_CASES) to explore further.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261126}"
 VENV="${FERROSERVE_TEST_VENV:-/tmp/ferroserve-test-venv}"
 
 echo "== python test clients ($VENV)"

@@ -259,6 +259,18 @@ impl GgufVocab {
                         .collect(),
                     _ => Vec::new(),
                 };
+                // The BPE builder indexes a buffer as long as the longest
+                // token with each merge's concatenation, and panics when a
+                // merge is longer; a merge whose result is not a token is an
+                // error either way, so refuse it first.
+                if let Some((a, b)) = merges
+                    .iter()
+                    .find(|(a, b)| !token_to_id.contains_key(&format!("{a}{b}")))
+                {
+                    return Err(TextError::Gguf(format!(
+                        "building BPE: merge {a:?} + {b:?} makes a token not in the vocabulary"
+                    )));
+                }
                 let pre = meta_str(content, "tokenizer.ggml.pre").unwrap_or("default");
                 let ignore_merges = matches!(pre, "llama3" | "llama-v3" | "llama-bpe");
                 let vocab: tokenizers::models::bpe::Vocab =

@@ -87,7 +87,16 @@ impl TextTokenizer {
         let tj_path = dir.join("tokenizer.json");
         let tj = read_json_opt(&tj_path)?
             .ok_or_else(|| TextError::Tokenizer(format!("{} not found", tj_path.display())))?;
-        let mut tokenizer = Tokenizer::from_file(&tj_path)
+        // The tokenizers crate panics on some malformed files (a truncated
+        // `decoder`, a BPE merge longer than every token): a corrupt file
+        // must fail the load, not take the server down.
+        let mut tokenizer = std::panic::catch_unwind(|| Tokenizer::from_file(&tj_path))
+            .map_err(|_| {
+                TextError::Tokenizer(format!(
+                    "{}: malformed tokenizer file (the tokenizers library panicked reading it)",
+                    tj_path.display()
+                ))
+            })?
             .map_err(|e| TextError::Tokenizer(format!("{}: {e}", tj_path.display())))?;
         let tc = read_json_opt(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
         let gc = read_json_opt(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);

@@ -41,7 +41,16 @@ impl TextTokenizer {
     /// from `dir`; inputs are truncated to `max_len` tokens.
     pub fn load(dir: &Path, max_len: usize, fallback_pad: u32) -> Result<TextTokenizer> {
         let path = dir.join("tokenizer.json");
-        let mut tok = Tokenizer::from_file(&path)
+        // The tokenizers crate panics on some malformed files (a truncated
+        // `decoder`, a BPE merge longer than every token): a corrupt file
+        // must fail the load, not take the server down.
+        let mut tok = std::panic::catch_unwind(|| Tokenizer::from_file(&path))
+            .map_err(|_| {
+                HfError::Tokenizer(format!(
+                    "{}: malformed tokenizer file (the tokenizers library panicked reading it)",
+                    path.display()
+                ))
+            })?
             .map_err(|e| HfError::Tokenizer(format!("{}: {e}", path.display())))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg = if cfg_path.is_file() {

@@ -66,6 +66,9 @@ fn safetensors_file(dir: &Path) -> Option<String> {
         .or_else(|| detect_model_file(dir, &[], &["safetensors"], |_| true))
 }
 
+/// A load error: every failure while reading model files (weights,
+/// tokenizer, chat template) fails the load, whatever the error's kind
+/// would be at request time.
 fn load_error(e: impl std::fmt::Display) -> Error {
     Error::Load(e.to_string())
 }
@@ -107,8 +110,8 @@ impl Runtime for LlmRuntime {
         let path = dir.join(file);
         let (model, tokenizer, template, defaults) = if is_gguf(&path) {
             let (model, content) = DecoderModel::load_gguf(&path, &device).map_err(load_error)?;
-            let tokenizer = TextTokenizer::from_gguf(&content)?;
-            let template = ChatTemplate::from_gguf(&content)?;
+            let tokenizer = TextTokenizer::from_gguf(&content).map_err(load_error)?;
+            let template = ChatTemplate::from_gguf(&content).map_err(load_error)?;
             (model, tokenizer, template, GenerationDefaults::default())
         } else {
             let dtype = match options.dtype.as_deref() {
@@ -122,10 +125,10 @@ impl Runtime for LlmRuntime {
                 }
             };
             let model = DecoderModel::load_hf(dir, dtype, &device).map_err(load_error)?;
-            let tokenizer = TextTokenizer::from_hf_dir(dir)?;
-            let template = ChatTemplate::from_hf_dir(dir)?;
+            let tokenizer = TextTokenizer::from_hf_dir(dir).map_err(load_error)?;
+            let template = ChatTemplate::from_hf_dir(dir).map_err(load_error)?;
             let defaults = if dir.join("generation_config.json").is_file() {
-                GenerationDefaults::from_hf_dir(dir)?
+                GenerationDefaults::from_hf_dir(dir).map_err(load_error)?
             } else {
                 GenerationDefaults::default()
             };

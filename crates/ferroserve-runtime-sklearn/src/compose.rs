@@ -234,7 +234,12 @@ impl Pipeline {
         match (self.steps.first(), &self.last) {
             (Some(s), _) => s.string_inputs(),
             (None, Last::Transform(t)) => t.string_inputs(),
-            _ => vec![false; self.n_features_in().unwrap_or(0)],
+            _ => vec![
+                false;
+                self.n_features_in()
+                    .unwrap_or(0)
+                    .min(crate::extract::MAX_FEATURES)
+            ],
         }
     }
 }
@@ -290,7 +295,12 @@ fn select_columns(v: &Value, names: Option<&[String]>, n_in: usize) -> BResult<V
             .ok_or_else(|| format!("ColumnTransformer column '{s}' is not among feature_names_in_"))
     };
     let idx = |i: i64| -> BResult<usize> {
-        let i = if i < 0 { i + n_in as i64 } else { i };
+        let i = if i < 0 {
+            i.checked_add(i64::try_from(n_in).unwrap_or(i64::MAX))
+                .unwrap_or(-1)
+        } else {
+            i
+        };
         usize::try_from(i)
             .ok()
             .filter(|&i| i < n_in)
@@ -400,6 +410,13 @@ impl ColumnTransformer {
                 );
             }
             let cols = select_columns(&e[2], names.as_deref(), n_in)?;
+            // Names and boolean masks can point past n_features_in_ in a
+            // corrupt file.
+            if let Some(c) = cols.iter().find(|&&c| c >= n_in) {
+                return Err(format!(
+                    "ColumnTransformer column {c} is out of range for {n_in} input features"
+                ));
+            }
             if cols.is_empty() {
                 continue;
             }

@@ -155,7 +155,12 @@ pub trait Transform: Send + Sync + Debug {
     }
     /// For each input column: whether it holds strings.
     fn string_inputs(&self) -> Vec<bool> {
-        vec![false; self.n_features_in().unwrap_or(0)]
+        vec![
+            false;
+            self.n_features_in()
+                .unwrap_or(0)
+                .min(crate::extract::MAX_FEATURES)
+        ]
     }
     /// The class name, for logs and errors.
     fn name(&self) -> &'static str;

@@ -204,11 +204,14 @@ impl Obj {
         Ok(l)
     }
 
-    /// `n_features_in_` when present.
+    /// `n_features_in_` when present and plausible (at most
+    /// [`MAX_FEATURES`]; a larger count can only come from a corrupt file,
+    /// and sizing buffers by it would allocate without bound).
     pub fn n_features_in(&self) -> Option<usize> {
         self.get("n_features_in_")
             .and_then(|v| v.as_i64())
             .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= MAX_FEATURES)
     }
 
     /// `feature_names_in_` when present.
@@ -216,6 +219,10 @@ impl Obj {
         self.get("feature_names_in_")?.as_array()?.to_strings()
     }
 }
+
+/// The most input features a model may declare (`n_features_in_`): far
+/// above any dense model (one row would be 128 MiB of FP64).
+pub const MAX_FEATURES: usize = 1 << 24;
 
 /// A numeric array (or scalar) value as f64 data and shape.
 pub fn value_arr(v: &Value) -> BResult<Arr> {

@@ -147,6 +147,12 @@ impl SklearnModel {
                 "{model_file}: cannot tell the number of input features"
             ))
         })?;
+        if n_in > crate::extract::MAX_FEATURES {
+            return Err(Error::Load(format!(
+                "{model_file}: the model declares {n_in} input features (more than {}); the file is corrupt",
+                crate::extract::MAX_FEATURES
+            )));
+        }
         let strings = pipeline.string_inputs();
         let strings = if strings.len() == n_in {
             strings

@@ -114,6 +114,28 @@ pub struct DecoderConfig {
     pub tie_word_embeddings: bool,
 }
 
+/// The most decoder layers a model file may declare. Far above any real
+/// model (the largest have a few hundred); a larger count can only come from
+/// a corrupt file, and per-layer tables are sized by it before any weight is
+/// read.
+pub const MAX_LAYERS: usize = 1 << 14;
+
+/// The largest size (vocabulary, hidden, intermediate, head counts and
+/// dimensions) a model file may declare; keeps the products of sizes far
+/// from overflowing.
+pub const MAX_SIZE: usize = 1 << 26;
+
+/// Checks a declared layer count against [`MAX_LAYERS`].
+pub(crate) fn check_layers(field: &str, n: usize) -> Result<usize, ModelError> {
+    if n > MAX_LAYERS {
+        return Err(ModelError::bad_config(
+            field,
+            format!("{n} layers is more than {MAX_LAYERS}; the file is corrupt"),
+        ));
+    }
+    Ok(n)
+}
+
 impl DecoderConfig {
     /// Checks the relations between the sizes.
     pub(crate) fn validate(&self) -> Result<(), ModelError> {
@@ -130,7 +152,14 @@ impl DecoderConfig {
             if value == 0 {
                 return Err(ModelError::bad_config(field, "must be positive"));
             }
+            if value > MAX_SIZE {
+                return Err(ModelError::bad_config(
+                    field,
+                    format!("{value} is more than {MAX_SIZE}; the file is corrupt"),
+                ));
+            }
         }
+        check_layers("num_hidden_layers", self.num_layers)?;
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(ModelError::bad_config(
                 "num_key_value_heads",
@@ -199,7 +228,7 @@ impl DecoderConfig {
                 hidden_size / num_heads
             }
         };
-        let num_layers = usize_field(cfg, "num_hidden_layers")?;
+        let num_layers = check_layers("num_hidden_layers", usize_field(cfg, "num_hidden_layers")?)?;
         if let Some(f) = cfg.get("partial_rotary_factor").and_then(Value::as_f64) {
             if f != 1.0 {
                 return Err(ModelError::bad_config(

@@ -63,6 +63,10 @@ pub enum ModelError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A GGUF file's header is inconsistent (lengths past the end of the
+    /// file, overflowing sizes, unknown types…).
+    #[error("not a valid GGUF file: {0}")]
+    BadGguf(String),
     /// A forward call's input is invalid (empty token list, token id out of range…).
     #[error("invalid input: {0}")]
     InvalidInput(String),

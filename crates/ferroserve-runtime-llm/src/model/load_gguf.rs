@@ -154,7 +154,7 @@ fn config_from_gguf(
     let key = |k: &str| format!("{arch}.{k}");
     let gemma = family.starts_with("gemma");
     let hidden_size = md_req(ct, &key("embedding_length"))?;
-    let num_layers = md_req(ct, &key("block_count"))?;
+    let num_layers = super::config::check_layers("block_count", md_req(ct, &key("block_count"))?)?;
     let num_heads = md_req(ct, &key("attention.head_count"))?;
     let num_kv_heads = md_usize(ct, &key("attention.head_count_kv"))?.unwrap_or(num_heads);
     if num_heads == 0 {
@@ -284,6 +284,8 @@ impl DecoderModel {
             source,
         };
         let mut file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        super::gguf_header::check(&mut file, len)?;
         let ct = gguf_file::Content::read(&mut file)?;
         let model = {
             let mut g = Gguf {

@@ -13,6 +13,7 @@ mod attention;
 mod cache;
 mod config;
 mod error;
+mod gguf_header;
 mod linear;
 mod load_gguf;
 mod load_hf;

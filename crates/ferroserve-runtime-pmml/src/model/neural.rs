@@ -121,7 +121,9 @@ pub fn compile(
     let mut inputs = Vec::new();
     for ni in children(xml::req_child(node, "NeuralInputs")?, "NeuralInput") {
         let id = xml::req_attr(ni, "id")?;
-        ids.insert(id.to_string(), ids.len());
+        if ids.insert(id.to_string(), ids.len()).is_some() {
+            return err(ni, format!("duplicate neuron id '{id}'"));
+        }
         inputs.push(c.anonymous_derived(xml::req_child(ni, "DerivedField")?)?);
     }
     let mut layers = Vec::new();
@@ -141,7 +143,7 @@ pub fn compile(
                     .ok_or_else(|| format!("{}: no earlier neuron or input '{from}'", at(con)))?;
                 ins.push((idx, xml::req_f64(con, "weight")?));
             }
-            new_ids.push(xml::req_attr(n, "id")?.to_string());
+            new_ids.push((n, xml::req_attr(n, "id")?.to_string()));
             neurons.push(Neuron {
                 bias: xml::f64_or(n, "bias", 0.0)?,
                 width: xml::attr_f64(n, "width")?,
@@ -149,7 +151,10 @@ pub fn compile(
             });
         }
         // A layer's neurons see only earlier layers.
-        for id in new_ids {
+        for (n, id) in new_ids {
+            if ids.contains_key(&id) {
+                return err(n, format!("duplicate neuron id '{id}'"));
+            }
             ids.insert(id, ids.len());
         }
         layers.push(Layer {

@@ -1,0 +1,572 @@
+//! Property-driven fuzzing of the HuggingFace encoder loader, through the
+//! public [`HfEncoderRuntime::load_model`]: `config.json`
+//! ([`EncoderConfig::from_json`]), the sentence-transformers files
+//! (`modules.json`, `sentence_bert_config.json`, pooling / dense / normalize
+//! module configs), `tokenizer.json` / `tokenizer_config.json`, and the
+//! safetensors headers of the checkpoint and of dense modules.
+//!
+//! Inputs are mutations of the committed fixture folders in
+//! `tests/fixtures/hf`: byte edits of any JSON file and of the safetensors
+//! headers (flips, inserts, deletes, truncation, splices, interesting
+//! integers), and structured edits of the JSON documents and of the
+//! safetensors headers (a number replaced by a huge, negative, zero or
+//! fractional value; a string replaced by a path outside the folder, an
+//! empty string or garbage). Each load must
+//! return `Ok` or `Error::Load`, never panic, and never ask the allocator
+//! for more than [`ALLOC_LIMIT`] bytes at once (a counting allocator in this
+//! test binary records the largest request of each case).
+//!
+//! Runs in CI with a bounded number of cases per property (see [`cases`]);
+//! `PROPTEST_CASES=5000 cargo test --release -p ferroserve-runtime-hf --test
+//! fuzz` runs longer.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ferroserve_core::{Error, LoadContext};
+use ferroserve_runtime_hf::{EncoderConfig, HfEncoderRuntime};
+use proptest::prelude::*;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Allocation guard
+
+/// Largest single allocation a case may request (inputs here are < 64 KB;
+/// decompression is allowed to expand up to 64 MB plus 2000× the input).
+const ALLOC_LIMIT: usize = 512 << 20;
+/// Requests above this are refused outright (the process aborts with
+/// "memory allocation of N bytes failed"), whatever thread makes them.
+const HARD_LIMIT: usize = 4 << 30;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Guard;
+
+unsafe impl GlobalAlloc for Guard {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        if layout.size() > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        if layout.size() > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        note(new);
+        if new > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.realloc(ptr, layout, new)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+#[global_allocator]
+static GUARD: Guard = Guard;
+
+/// Runs `f` and fails the case when it asked for more than [`ALLOC_LIMIT`].
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    LARGEST.with(|l| l.set(0));
+    let out = f();
+    let largest = LARGEST.with(|l| l.get());
+    prop_assert!(
+        largest <= ALLOC_LIMIT,
+        "{what}: allocated {largest} bytes at once"
+    );
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Seeds and mutations
+
+/// Cases per property: `PROPTEST_CASES`, else `default` (bounded for CI).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Integers that tend to break length and shape arithmetic.
+const INTERESTING: [u64; 16] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xff,
+    0x7fff,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    1 << 32,
+    1 << 40,
+    0x7fff_ffff_ffff_ffff,
+    0x8000_0000_0000_0000,
+    u64::MAX,
+    u64::MAX - 7,
+];
+
+/// One edit of a byte string.
+#[derive(Debug, Clone)]
+enum Edit {
+    Set(prop::sample::Index, u8),
+    Flip(prop::sample::Index, u8),
+    Insert(prop::sample::Index, Vec<u8>),
+    Delete(prop::sample::Index, usize),
+    Truncate(prop::sample::Index),
+    /// Copies `len` bytes from one place over (or into) another.
+    Splice(prop::sample::Index, prop::sample::Index, usize, bool),
+    /// Writes an interesting integer (`width` bytes, little-endian).
+    Number(prop::sample::Index, usize, u8),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let idx = any::<prop::sample::Index>;
+    prop_oneof![
+        (idx(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
+        (idx(), 0u8..8).prop_map(|(i, b)| Edit::Flip(i, b)),
+        (idx(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(i, b)| Edit::Insert(i, b)),
+        (idx(), 1usize..64).prop_map(|(i, n)| Edit::Delete(i, n)),
+        idx().prop_map(Edit::Truncate),
+        (idx(), idx(), 1usize..256, any::<bool>())
+            .prop_map(|(a, b, n, o)| Edit::Splice(a, b, n, o)),
+        (
+            idx(),
+            0usize..INTERESTING.len(),
+            prop::sample::select(vec![1u8, 2, 4, 8])
+        )
+            .prop_map(|(i, v, w)| Edit::Number(i, v, w)),
+    ]
+}
+
+fn apply(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        if v.is_empty() {
+            v.push(0x80);
+        }
+        let n = v.len();
+        match e {
+            Edit::Set(i, b) => v[i.index(n)] = *b,
+            Edit::Flip(i, b) => v[i.index(n)] ^= 1 << b,
+            Edit::Insert(i, b) => {
+                let at = i.index(n + 1);
+                v.splice(at..at, b.iter().copied());
+            }
+            Edit::Delete(i, k) => {
+                let at = i.index(n);
+                v.drain(at..(at + k).min(n));
+            }
+            Edit::Truncate(i) => v.truncate(i.index(n)),
+            Edit::Splice(from, to, k, overwrite) => {
+                let a = from.index(n);
+                let chunk = v[a..(a + k).min(n)].to_vec();
+                let b = to.index(n);
+                if *overwrite {
+                    let end = (b + chunk.len()).min(n);
+                    v[b..end].copy_from_slice(&chunk[..end - b]);
+                } else {
+                    v.splice(b..b, chunk);
+                }
+            }
+            Edit::Number(i, val, width) => {
+                let bytes = INTERESTING[*val].to_le_bytes();
+                let at = i.index(n);
+                let end = (at + usize::from(*width)).min(n);
+                v[at..end].copy_from_slice(&bytes[..end - at]);
+            }
+        }
+    }
+    v
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf")
+}
+
+/// A fixture folder: (relative path, bytes) of its files.
+type Folder = Vec<(String, Vec<u8>)>;
+
+fn read_folder(root: &Path, dir: &Path, out: &mut Folder) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            read_folder(root, &p, out);
+        } else if let Ok(rel) = p.strip_prefix(root) {
+            let rel = rel.to_string_lossy().to_string();
+            if rel != "reference.json" && !rel.ends_with(".md") {
+                out.push((rel, std::fs::read(&p).expect("fixture file")));
+            }
+        }
+    }
+}
+
+/// The fixture folders (all but the real MiniLM).
+fn seeds() -> &'static [Folder] {
+    static S: OnceLock<Vec<Folder>> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+            .expect("hf fixtures")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("config.json").is_file() && !p.ends_with("minilm"))
+            .collect();
+        dirs.sort();
+        let out: Vec<Folder> = dirs
+            .iter()
+            .map(|d| {
+                let mut f = Vec::new();
+                read_folder(d, d, &mut f);
+                f.sort();
+                f
+            })
+            .collect();
+        assert!(out.len() >= 8, "hf fixtures not found");
+        out
+    })
+}
+
+/// Writes `files` into a scratch folder of this thread and loads it. With
+/// `FUZZ_ARTIFACTS` set, failing inputs are written there.
+fn load(files: &Folder) -> Result<(), TestCaseError> {
+    thread_local! {
+        static DIR: PathBuf = {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::env::temp_dir().join(format!("hf-fuzz-{}-{n}", std::process::id()))
+        };
+    }
+    let dir = DIR.with(|d| d.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, bytes) in files {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("scratch dir");
+        }
+        std::fs::write(p, bytes).expect("scratch file");
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bounded("load", || {
+            if let Some((_, b)) = files.iter().find(|(n, _)| n == "config.json") {
+                if let Ok(v) = serde_json::from_slice::<Value>(b) {
+                    let _ = EncoderConfig::from_json(&v);
+                }
+            }
+            match HfEncoderRuntime::new().load_model(&dir, &LoadContext::default()) {
+                Ok(_) | Err(Error::Load(_)) => Ok(()),
+                Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
+            }
+        })?
+    }));
+    let _ = std::fs::remove_dir_all(&dir);
+    if !matches!(r, Ok(Ok(()))) {
+        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let out = Path::new(&d).join(format!("case-{}-{n}", std::process::id()));
+            for (name, bytes) in files {
+                let p = out.join(name);
+                if let Some(parent) = p.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::fs::write(p, bytes);
+            }
+        }
+    }
+    match r {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Replaces the `k`-th number or string (depth-first) of a JSON document.
+fn replace_leaf(v: &mut Value, k: &mut usize, new: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, k, new)),
+        Value::Object(o) => o.iter_mut().any(|(_, x)| replace_leaf(x, k, new)),
+        Value::Number(_) | Value::String(_) | Value::Bool(_) => {
+            if *k == 0 {
+                *v = new.clone();
+                return true;
+            }
+            *k -= 1;
+            false
+        }
+        Value::Null => false,
+    }
+}
+
+fn count_leaves(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => a.iter().map(count_leaves).sum(),
+        Value::Object(o) => o.values().map(count_leaves).sum(),
+        Value::Null => 0,
+        _ => 1,
+    }
+}
+
+/// Replacement leaves for the JSON documents.
+fn nasty_json() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec![
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(1),
+            serde_json::json!(2),
+            serde_json::json!(1u64 << 32),
+            serde_json::json!(1u64 << 40),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(i64::MIN),
+            serde_json::json!(1e300),
+            serde_json::json!(-0.5),
+            serde_json::json!(""),
+            serde_json::json!("../../.."),
+            serde_json::json!("/etc"),
+            serde_json::json!("1_Pooling"),
+            serde_json::json!("sentence_transformers.models.Dense"),
+            serde_json::json!("bert"),
+            serde_json::json!("[MASK]"),
+            serde_json::json!(true),
+            Value::Null,
+            serde_json::json!([]),
+            serde_json::json!({}),
+        ]),
+        (0u64..70_000).prop_map(|n| serde_json::json!(n)),
+    ]
+}
+
+/// Replaces leaves (dtypes, shapes, data offsets) of a safetensors file's
+/// JSON header and writes the header back with its new length.
+fn mutate_safetensors_header(bytes: &[u8], picks: &[(prop::sample::Index, Value)]) -> Vec<u8> {
+    let Some(hlen) = bytes
+        .get(..8)
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    else {
+        return bytes.to_vec();
+    };
+    let Some(head) = bytes.get(8..8 + hlen) else {
+        return bytes.to_vec();
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(head) else {
+        return bytes.to_vec();
+    };
+    let n = count_leaves(&v);
+    for (at, new) in picks {
+        let mut k = at.index(n.max(1));
+        replace_leaf(&mut v, &mut k, new);
+    }
+    let head = serde_json::to_vec(&v).expect("json");
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + hlen..]);
+    out
+}
+
+/// The JSON files of a folder.
+fn json_files(files: &Folder) -> Vec<usize> {
+    files
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n.ends_with(".json"))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(512), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_config_never_panics(
+        seed in any::<prop::sample::Index>(),
+        body in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "config.json") {
+            f.1 = body.clone();
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn json_leaves_replaced_never_panic(
+        seed in any::<prop::sample::Index>(),
+        file in any::<prop::sample::Index>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), nasty_json()), 1..4),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        let jsons = json_files(&files);
+        let f = jsons[file.index(jsons.len())];
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&files[f].1) {
+            let n = count_leaves(&v);
+            for (at, new) in &picks {
+                let mut k = at.index(n.max(1));
+                replace_leaf(&mut v, &mut k, new);
+            }
+            files[f].1 = serde_json::to_vec(&v).expect("json");
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn config_leaves_replaced_never_panic(
+        seed in any::<prop::sample::Index>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), nasty_json()), 1..4),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "config.json") {
+            let mut v: Value = serde_json::from_slice(&f.1).expect("seed config");
+            let n = count_leaves(&v);
+            for (at, new) in &picks {
+                let mut k = at.index(n.max(1));
+                replace_leaf(&mut v, &mut k, new);
+            }
+            f.1 = serde_json::to_vec(&v).expect("json");
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn safetensors_headers_never_panic(
+        seed in any::<prop::sample::Index>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), nasty_json()), 1..4),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n.ends_with(".safetensors")) {
+            f.1 = mutate_safetensors_header(&f.1, &picks);
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn mutated_bytes_never_panic(
+        seed in any::<prop::sample::Index>(),
+        file in any::<prop::sample::Index>(),
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        let f = file.index(files.len());
+        let bytes = std::mem::take(&mut files[f].1);
+        // Safetensors: mutate the JSON header (and its length), not the data.
+        files[f].1 = if files[f].0.ends_with(".safetensors") && bytes.len() >= 8 {
+            let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            let end = usize::try_from(hlen).map_or(bytes.len(), |h| (8 + h).min(bytes.len()));
+            let mut head = apply(bytes[..end].to_vec(), &edits);
+            head.extend_from_slice(&bytes[end..]);
+            head
+        } else {
+            apply(bytes, &edits)
+        };
+        load(&files)?;
+    }
+}
+
+#[test]
+fn seeds_still_load() {
+    for files in seeds() {
+        load(files).expect("seed");
+    }
+}
+
+#[test]
+fn regressions_fail_cleanly() {
+    // Inputs the harness once found to panic or over-allocate: a folder per case.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for case in rd.flatten() {
+        let mut files = Vec::new();
+        read_folder(&case.path(), &case.path(), &mut files);
+        if let Err(e) = load(&files) {
+            panic!("{}: {e}", case.path().display());
+        }
+    }
+}
+
+#[test]
+fn malformed_tokenizer_files_fail_cleanly() {
+    // Found by this harness: a tokenizer.json cut right after `"decoder":`
+    // made the tokenizers crate panic (an `expect` in its decoder
+    // deserializer) and took the load down with it.
+    let seed = seeds()
+        .iter()
+        .find(|f| f.iter().any(|(n, _)| n == "tokenizer.json"))
+        .expect("a seed with a tokenizer");
+    let tj = &seed
+        .iter()
+        .find(|(n, _)| n == "tokenizer.json")
+        .expect("tokenizer.json")
+        .1;
+    let at = tj
+        .windows(10)
+        .position(|w| w == b"\"decoder\":")
+        .expect("a decoder")
+        + 10;
+    let mut v: Value = serde_json::from_slice(tj).expect("seed tokenizer");
+    for bad in [
+        tj[..at].to_vec(),
+        {
+            v["decoder"] = serde_json::json!(5);
+            serde_json::to_vec(&v).expect("json")
+        },
+        {
+            v["decoder"] = serde_json::json!({"type": "Nope"});
+            serde_json::to_vec(&v).expect("json")
+        },
+    ] {
+        let mut files = seed.clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "tokenizer.json") {
+            f.1 = bad.clone();
+        }
+        load(&files).expect("fails cleanly");
+    }
+}
+
+#[test]
+fn tokenizer_merges_longer_than_any_token_fail_cleanly() {
+    // The tokenizers crate's BPE builder panics on a merge whose result is
+    // longer than every token; the load must fail instead. (The encoder
+    // fixtures use WordPiece and Unigram: borrow the BPE tokenizer of the
+    // language-model fixtures.)
+    let bpe = fixtures().join("../llm/llama/tokenizer.json");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(bpe).expect("BPE tokenizer")).expect("json");
+    let longest = v["model"]["vocab"]
+        .as_object()
+        .expect("a BPE vocabulary")
+        .keys()
+        .max_by_key(|k| k.len())
+        .expect("tokens")
+        .clone();
+    let merges = v["model"]["merges"].as_array_mut().expect("merges");
+    let merge = if merges.first().is_some_and(Value::is_array) {
+        serde_json::json!([longest, longest])
+    } else {
+        serde_json::json!(format!("{longest} {longest}"))
+    };
+    merges.push(merge);
+    let mut files = seeds()[0].clone();
+    for f in files.iter_mut().filter(|(n, _)| n == "tokenizer.json") {
+        f.1 = serde_json::to_vec(&v).expect("json");
+    }
+    load(&files).expect("fails cleanly");
+}

@@ -1,0 +1,438 @@
+//! Property-driven fuzzing of the MLflow folder reader: `MLmodel` YAML
+//! parsing ([`MlModel::parse`]), flavor choice, the JSON signature inside it
+//! ([`MlModel::columns`], [`MlModel::signature_json`]), the saved input
+//! examples ([`MlModel::input_examples`]), and the whole load through
+//! [`MlflowRuntime::load_model`] with the scikit-learn, XGBoost and LightGBM
+//! delegates.
+//!
+//! Inputs are random bytes and mutations of the committed fixtures in
+//! `tests/fixtures/mlflow`: byte edits of `MLmodel`, of the signature's JSON
+//! strings and of the input examples (flips, inserts, deletes, truncation,
+//! splices), and structured edits of the YAML tree (a scalar replaced by
+//! a huge number, a path outside the folder, garbage JSON, an empty value, a
+//! nested mapping). Each load must return `Ok` or `Error::Load`, never
+//! panic, and never ask the allocator for more than [`ALLOC_LIMIT`] bytes at
+//! once (a counting allocator in this test binary records the largest
+//! request of each case).
+//!
+//! Runs in CI with a bounded number of cases per property (see [`cases`]);
+//! `PROPTEST_CASES=20000 cargo test --release -p ferroserve-runtime-mlflow
+//! --test fuzz` runs longer.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use ferroserve_core::{Error, LoadContext, Runtime};
+use ferroserve_runtime_mlflow::{MlModel, MlflowRuntime};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------
+// Allocation guard
+
+/// Largest single allocation a case may request (inputs here are < 64 KB;
+/// decompression is allowed to expand up to 64 MB plus 2000× the input).
+const ALLOC_LIMIT: usize = 512 << 20;
+/// Requests above this are refused outright (the process aborts with
+/// "memory allocation of N bytes failed"), whatever thread makes them.
+const HARD_LIMIT: usize = 4 << 30;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Guard;
+
+unsafe impl GlobalAlloc for Guard {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        if layout.size() > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        if layout.size() > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        note(new);
+        if new > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        System.realloc(ptr, layout, new)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+#[global_allocator]
+static GUARD: Guard = Guard;
+
+/// Runs `f` and fails the case when it asked for more than [`ALLOC_LIMIT`].
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    LARGEST.with(|l| l.set(0));
+    let out = f();
+    let largest = LARGEST.with(|l| l.get());
+    prop_assert!(
+        largest <= ALLOC_LIMIT,
+        "{what}: allocated {largest} bytes at once"
+    );
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Seeds and mutations
+
+/// Cases per property: `PROPTEST_CASES`, else `default` (bounded for CI).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Integers that tend to break length and shape arithmetic.
+const INTERESTING: [u64; 16] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xff,
+    0x7fff,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    1 << 32,
+    1 << 40,
+    0x7fff_ffff_ffff_ffff,
+    0x8000_0000_0000_0000,
+    u64::MAX,
+    u64::MAX - 7,
+];
+
+/// One edit of a byte string.
+#[derive(Debug, Clone)]
+enum Edit {
+    Set(prop::sample::Index, u8),
+    Flip(prop::sample::Index, u8),
+    Insert(prop::sample::Index, Vec<u8>),
+    Delete(prop::sample::Index, usize),
+    Truncate(prop::sample::Index),
+    /// Copies `len` bytes from one place over (or into) another.
+    Splice(prop::sample::Index, prop::sample::Index, usize, bool),
+    /// Writes an interesting integer (`width` bytes, little-endian).
+    Number(prop::sample::Index, usize, u8),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let idx = any::<prop::sample::Index>;
+    prop_oneof![
+        (idx(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
+        (idx(), 0u8..8).prop_map(|(i, b)| Edit::Flip(i, b)),
+        (idx(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(i, b)| Edit::Insert(i, b)),
+        (idx(), 1usize..64).prop_map(|(i, n)| Edit::Delete(i, n)),
+        idx().prop_map(Edit::Truncate),
+        (idx(), idx(), 1usize..256, any::<bool>())
+            .prop_map(|(a, b, n, o)| Edit::Splice(a, b, n, o)),
+        (
+            idx(),
+            0usize..INTERESTING.len(),
+            prop::sample::select(vec![1u8, 2, 4, 8])
+        )
+            .prop_map(|(i, v, w)| Edit::Number(i, v, w)),
+    ]
+}
+
+fn apply(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        if v.is_empty() {
+            v.push(0x80);
+        }
+        let n = v.len();
+        match e {
+            Edit::Set(i, b) => v[i.index(n)] = *b,
+            Edit::Flip(i, b) => v[i.index(n)] ^= 1 << b,
+            Edit::Insert(i, b) => {
+                let at = i.index(n + 1);
+                v.splice(at..at, b.iter().copied());
+            }
+            Edit::Delete(i, k) => {
+                let at = i.index(n);
+                v.drain(at..(at + k).min(n));
+            }
+            Edit::Truncate(i) => v.truncate(i.index(n)),
+            Edit::Splice(from, to, k, overwrite) => {
+                let a = from.index(n);
+                let chunk = v[a..(a + k).min(n)].to_vec();
+                let b = to.index(n);
+                if *overwrite {
+                    let end = (b + chunk.len()).min(n);
+                    v[b..end].copy_from_slice(&chunk[..end - b]);
+                } else {
+                    v.splice(b..b, chunk);
+                }
+            }
+            Edit::Number(i, val, width) => {
+                let bytes = INTERESTING[*val].to_le_bytes();
+                let at = i.index(n);
+                let end = (at + usize::from(*width)).min(n);
+                v[at..end].copy_from_slice(&bytes[..end - at]);
+            }
+        }
+    }
+    v
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mlflow")
+}
+
+/// A model folder: (file name, bytes) of its files.
+type Folder = Vec<(String, Vec<u8>)>;
+
+/// The fixture folders: (file name, bytes) per folder.
+fn seeds() -> &'static [Folder] {
+    static S: OnceLock<Vec<Folder>> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+            .expect("mlflow fixtures")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("MLmodel").is_file())
+            .collect();
+        dirs.sort();
+        let out: Vec<Vec<(String, Vec<u8>)>> = dirs
+            .iter()
+            .map(|d| {
+                std::fs::read_dir(d)
+                    .expect("fixture folder")
+                    .flatten()
+                    .filter(|e| e.path().is_file())
+                    .map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        (name, std::fs::read(e.path()).expect("fixture file"))
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(out.len() >= 4, "mlflow fixtures not found");
+        out
+    })
+}
+
+fn runtime() -> &'static MlflowRuntime {
+    static R: OnceLock<MlflowRuntime> = OnceLock::new();
+    R.get_or_init(|| {
+        MlflowRuntime::new(vec![
+            Arc::new(ferroserve_runtime_sklearn::SklearnRuntime::new()),
+            Arc::new(ferroserve_runtime_xgboost::XgboostRuntime::new()),
+            Arc::new(ferroserve_runtime_lightgbm::LightgbmRuntime::new()),
+        ])
+    })
+}
+
+/// Writes `files` into a scratch folder of this thread, parses its
+/// `MLmodel` every way the crate does and loads the folder. With
+/// `FUZZ_ARTIFACTS` set, failing inputs are written there.
+fn load(files: &[(String, Vec<u8>)]) -> Result<(), TestCaseError> {
+    thread_local! {
+        static DIR: PathBuf = {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::env::temp_dir().join(format!("mlflow-fuzz-{}-{n}", std::process::id()))
+        };
+    }
+    let dir = DIR.with(|d| d.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).expect("scratch file");
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bounded("load", || {
+            let text = files
+                .iter()
+                .find(|(n, _)| n == "MLmodel")
+                .map(|(_, b)| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            if let Ok(m) = MlModel::parse(&text) {
+                let _ = m.pick_flavor().map(|f| f.check_file(&dir));
+                let _ = m.columns();
+                let _ = m.signature_json();
+                let _ = m.input_examples(&dir);
+            }
+            match runtime().load(&dir, &LoadContext::default()) {
+                Ok(_) | Err(Error::Load(_)) => Ok(()),
+                Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
+            }
+        })?
+    }));
+    let _ = std::fs::remove_dir_all(&dir);
+    if !matches!(r, Ok(Ok(()))) {
+        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let out = Path::new(&d).join(format!("case-{}-{n}", std::process::id()));
+            let _ = std::fs::create_dir_all(&out);
+            for (name, bytes) in files {
+                let _ = std::fs::write(out.join(name), bytes);
+            }
+        }
+    }
+    match r {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Replacement scalars for the YAML tree.
+fn nasty_yaml() -> impl Strategy<Value = serde_yaml::Value> {
+    use serde_yaml::Value as Y;
+    prop::sample::select(vec![
+        Y::Null,
+        Y::Bool(true),
+        Y::from(-1i64),
+        Y::from(u64::MAX),
+        Y::from(1e308f64),
+        Y::from(""),
+        Y::from("../../etc/passwd"),
+        Y::from("/etc/passwd"),
+        Y::from("model.pkl"),
+        Y::from("MLmodel"),
+        Y::from("sklearn"),
+        Y::from("mlflow.xgboost"),
+        Y::from("[{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float64\", \"shape\": [-1, 99999999999999]}}]"),
+        Y::from("[{\"type\": \"double\"}, {\"name\": 7}, 3, null]"),
+        Y::from("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
+        Y::from("{\"a\": 1}"),
+        Y::Sequence(vec![Y::from(1i64), Y::Null]),
+        Y::Mapping(serde_yaml::Mapping::new()),
+    ])
+}
+
+/// Replaces the `k`-th scalar (depth-first) of a YAML tree.
+fn replace_scalar(v: &mut serde_yaml::Value, k: &mut usize, new: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Sequence(s) => s.iter_mut().any(|x| replace_scalar(x, k, new)),
+        Y::Mapping(m) => m.iter_mut().any(|(_, x)| replace_scalar(x, k, new)),
+        Y::Tagged(t) => replace_scalar(&mut t.value, k, new),
+        _ => {
+            if *k == 0 {
+                *v = new.clone();
+                return true;
+            }
+            *k -= 1;
+            false
+        }
+    }
+}
+
+fn count_scalars(v: &serde_yaml::Value) -> usize {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Sequence(s) => s.iter().map(count_scalars).sum(),
+        Y::Mapping(m) => m.iter().map(|(_, x)| count_scalars(x)).sum(),
+        Y::Tagged(t) => count_scalars(&t.value),
+        _ => 1,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(512), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_mlmodel_never_panics(
+        seed in any::<prop::sample::Index>(),
+        body in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "MLmodel") {
+            f.1 = body.clone();
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn mutated_files_never_panic(
+        seed in any::<prop::sample::Index>(),
+        file in prop::sample::select(vec!["MLmodel", "input_example.json", "serving_input_example.json"]),
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == file) {
+            f.1 = apply(std::mem::take(&mut f.1), &edits);
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn mutated_yaml_trees_never_panic(
+        seed in any::<prop::sample::Index>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), nasty_yaml()), 1..4),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "MLmodel") {
+            let mut v: serde_yaml::Value = serde_yaml::from_slice(&f.1).expect("seed MLmodel");
+            let n = count_scalars(&v);
+            for (at, new) in &picks {
+                let mut k = at.index(n.max(1));
+                replace_scalar(&mut v, &mut k, new);
+            }
+            f.1 = serde_yaml::to_string(&v).expect("yaml").into_bytes();
+        }
+        load(&files)?;
+    }
+
+    #[test]
+    fn mutated_signatures_never_panic(
+        seed in any::<prop::sample::Index>(),
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        let mut files = seeds()[seed.index(seeds().len())].clone();
+        for f in files.iter_mut().filter(|(n, _)| n == "MLmodel") {
+            let mut v: serde_yaml::Value = serde_yaml::from_slice(&f.1).expect("seed MLmodel");
+            if let Some(s) = v.get_mut("signature").and_then(|s| s.get_mut("inputs")) {
+                if let Some(text) = s.as_str() {
+                    let b = apply(text.as_bytes().to_vec(), &edits);
+                    *s = serde_yaml::Value::from(String::from_utf8_lossy(&b).to_string());
+                }
+            }
+            f.1 = serde_yaml::to_string(&v).expect("yaml").into_bytes();
+        }
+        load(&files)?;
+    }
+}
+
+#[test]
+fn seeds_still_load_or_fail_cleanly() {
+    for files in seeds() {
+        load(files).expect("seed");
+    }
+}
+
+#[test]
+fn yaml_alias_bombs_fail_cleanly() {
+    // "Billion laughs": nested aliases must not expand without bound.
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    text.push_str("flavors: *a11\n");
+    let files = vec![("MLmodel".to_string(), text.into_bytes())];
+    load(&files).expect("alias bomb");
+}
