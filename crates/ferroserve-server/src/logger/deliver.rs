@@ -1,9 +1,10 @@
 //! Delivery: a file sink's writer thread and an HTTP sink's sender tasks,
 //! both with retries, and the counters every outcome lands in.
 //!
-//! The file writer is a plain thread that wakes once per
-//! [`FILE_FLUSH_INTERVAL`] while events keep coming and writes everything
-//! queued with one system call: under load the request path never wakes it
+//! The file writer is a plain thread that wakes at most once per
+//! [`FILE_FLUSH_INTERVAL`] while events keep coming (sooner when they come
+//! fast enough to fill a quarter of the queue) and writes everything queued
+//! with one system call: under load the request path never wakes it
 //! (a `try_send` into a queue nobody waits on is a few atomic operations),
 //! so logging costs the server little more than rendering the lines.
 
@@ -18,8 +19,8 @@ use tokio::sync::mpsc;
 use super::event::{write_rfc3339, Attributes, Event};
 use super::LoggerStats;
 
-/// How long the file writer lets events gather between writes under load.
-pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(2);
+/// Longest the file writer lets events gather between writes under load.
+pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Most events the file writer renders into one write.
 const FILE_BATCH: usize = 4096;
@@ -90,20 +91,26 @@ pub(crate) fn spawn_file_writer(
         .spawn(move || {
             let mut batch: Vec<Event> = Vec::new();
             let mut buf: Vec<u8> = Vec::new();
+            // Wait long enough for a quarter of the queue to fill at the
+            // rate events came last time, at most FILE_FLUSH_INTERVAL: few
+            // wake-ups, and the queue stays far from full at any rate.
+            let quarter = capacity.div_ceil(4) as u32;
             // Idle: sleep until an event arrives (the sender wakes us).
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
+                let mut wait = FILE_FLUSH_INTERVAL;
                 // Busy: let events gather, write them, until the queue is dry.
                 loop {
-                    if batch.len() < capacity / 4 {
-                        std::thread::sleep(FILE_FLUSH_INTERVAL);
-                    }
+                    let began = Instant::now();
+                    std::thread::sleep(wait);
                     while batch.len() < FILE_BATCH {
                         match rx.try_recv() {
                             Ok(ev) => batch.push(ev),
                             Err(_) => break,
                         }
                     }
+                    let per_event = began.elapsed() / (batch.len().max(1) as u32);
+                    wait = per_event.saturating_mul(quarter).min(FILE_FLUSH_INTERVAL);
                     shared
                         .in_flight
                         .store(batch.len() as u64, Ordering::Release);
