@@ -34,7 +34,6 @@ cfg() {
     metrics)  echo "|--metrics true|";;
     tracing)  echo "$TRACE|--metrics false --tracing|";;
     logfile)  echo "|--metrics false --logger_url file://$OUT/events.jsonl|";;
-    logdrop)  echo "|--metrics false --logger_url file://$OUT/events.jsonl --logger_queue_size 1|";;
     auth)     echo "|--metrics false --auth_config $OUT/auth.yaml|-H x-api-key:k";;
     allon)    echo "$TRACE|--metrics true --tracing --logger_url file://$OUT/events.jsonl --auth_config $OUT/auth.yaml|-H x-api-key:k";;
   esac
