@@ -223,24 +223,25 @@ impl pb::grpc_inference_service_server::GrpcInferenceService for InferenceServic
                 while let Some(item) = incoming.next().await {
                     let out = match item {
                         Ok(r) => {
-                            let logged = logger.as_ref().map(|l| (l, l.grpc_request(&metadata, &r)));
+                            let logged =
+                                logger.as_ref().map(|l| (l, l.grpc_request(&metadata, &r)));
                             let out = match async {
-                            if let (Some(a), Some(p)) = (&auth, &principal) {
-                                a.authorize(p, &model_action(&r.model_name))
-                                    .map_err(crate::auth::Denied::into_status)?;
+                                if let (Some(a), Some(p)) = (&auth, &principal) {
+                                    a.authorize(p, &model_action(&r.model_name))
+                                        .map_err(crate::auth::Denied::into_status)?;
+                                }
+                                infer_one(&registry, r).await
                             }
-                            infer_one(&registry, r).await
-                        }
-                        .await
-                        {
-                            Ok(resp) => pb::ModelStreamInferResponse {
-                                error_message: String::new(),
-                                infer_response: Some(resp),
-                            },
-                            Err(s) => pb::ModelStreamInferResponse {
-                                error_message: s.message().to_string(),
-                                infer_response: None,
-                            },
+                            .await
+                            {
+                                Ok(resp) => pb::ModelStreamInferResponse {
+                                    error_message: String::new(),
+                                    infer_response: Some(resp),
+                                },
+                                Err(s) => pb::ModelStreamInferResponse {
+                                    error_message: s.message().to_string(),
+                                    infer_response: None,
+                                },
                             };
                             if let (Some((l, corr)), Some(resp)) = (&logged, &out.infer_response) {
                                 l.grpc_response(corr, resp);

@@ -631,9 +631,7 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u16>().ok())
                     .unwrap_or(0);
-                metrics
-                    .grpc
-                    .record(method, "", code, start.elapsed());
+                metrics.grpc.record(method, "", code, start.elapsed());
             }
             r
         })

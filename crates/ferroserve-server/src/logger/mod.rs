@@ -67,9 +67,9 @@ pub enum LoggerError {
         /// Why.
         reason: String,
     },
-    /// The sink is not on the egress allow-list.
+    /// The sink is not on the egress allow-list (boxed: the error is large).
     #[error(transparent)]
-    Egress(#[from] EgressError),
+    Egress(Box<EgressError>),
     /// The file sink cannot be opened.
     #[error("cannot open logger file {path}: {source}")]
     File {
@@ -94,6 +94,12 @@ pub enum LoggerError {
         /// Its value.
         value: String,
     },
+}
+
+impl From<EgressError> for LoggerError {
+    fn from(e: EgressError) -> Self {
+        LoggerError::Egress(Box::new(e))
+    }
 }
 
 /// Which events are logged (KServe's `logger.mode`).
@@ -282,7 +288,7 @@ impl std::fmt::Debug for Logger {
 
 /// Where [`Logger::with_sink`] delivers.
 enum Sink {
-    Remote(Remote),
+    Remote(Box<Remote>),
     File(std::fs::File),
 }
 
@@ -302,16 +308,16 @@ impl Logger {
                 .clone()
         };
         let sink = match parse_sink(&config.url)? {
-            SinkSpec::Http(uri) => Sink::Remote(Remote::Http {
+            SinkSpec::Http(uri) => Sink::Remote(Box::new(Remote::Http {
                 uri,
                 client: client().build_http(),
-            }),
-            SinkSpec::Https(uri) => Sink::Remote(Remote::Https {
+            })),
+            SinkSpec::Https(uri) => Sink::Remote(Box::new(Remote::Https {
                 uri,
                 client: client().build(crate::logger_tls::HttpsConnector::new(
                     config.ca_cert_file.as_deref(),
                 )?),
-            }),
+            })),
             SinkSpec::File(path) => Sink::File(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -341,16 +347,13 @@ impl Logger {
             last_warn_ms: AtomicU64::new(0),
         });
         match sink {
-            Sink::File(file) => {
-                deliver::spawn_file_writer(file, rx, Arc::clone(&shared), capacity).map_err(
-                    |source| LoggerError::File {
-                        path: PathBuf::from(&config.url),
-                        source,
-                    },
-                )?
-            }
+            Sink::File(file) => deliver::spawn_file_writer(file, rx, Arc::clone(&shared), capacity)
+                .map_err(|source| LoggerError::File {
+                    path: PathBuf::from(&config.url),
+                    source,
+                })?,
             Sink::Remote(remote) => {
-                deliver::spawn_senders(remote, rx, Arc::clone(&shared), config.workers)
+                deliver::spawn_senders(*remote, rx, Arc::clone(&shared), config.workers)
             }
         }
         Ok(Arc::new(Logger {

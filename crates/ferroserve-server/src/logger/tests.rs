@@ -7,6 +7,9 @@ use axum::http::HeaderMap;
 use parking_lot::Mutex;
 use std::time::UNIX_EPOCH;
 
+/// One accepted event: its id and CloudEvents headers.
+type Accepted = (String, Vec<(&'static str, HeaderValue)>);
+
 /// A sink for tests: fails the first `fail_first` attempts (or all when
 /// `always_fail`), hangs when `hang`, records what it accepts.
 #[derive(Default)]
@@ -15,7 +18,7 @@ pub(super) struct TestSink {
     pub always_fail: bool,
     pub hang: bool,
     pub attempts: AtomicU64,
-    pub got: Mutex<Vec<(String, Vec<(&'static str, HeaderValue)>)>>,
+    pub got: Mutex<Vec<Accepted>>,
 }
 
 impl TestSink {
@@ -57,7 +60,7 @@ fn start(c: &LoggerConfig, t: &Arc<TestSink>) -> Arc<Logger> {
     Logger::with_sink(
         c,
         "http://localhost:8080/",
-        Sink::Remote(Remote::Test(Arc::clone(t))),
+        Sink::Remote(Box::new(Remote::Test(Arc::clone(t)))),
     )
     .unwrap()
 }
@@ -120,7 +123,12 @@ async fn failures_are_retried_then_counted() {
         ..Default::default()
     });
     let l = start(&config(), &t);
-    l.log(EventKind::Request, &Correlation::with_id("a"), json(), Bytes::new());
+    l.log(
+        EventKind::Request,
+        &Correlation::with_id("a"),
+        json(),
+        Bytes::new(),
+    );
     settle(&l, 1).await;
     assert_eq!(l.stats().sent.load(Ordering::Relaxed), 1);
     assert_eq!(l.stats().retries.load(Ordering::Relaxed), 2);
@@ -132,7 +140,12 @@ async fn failures_are_retried_then_counted() {
     let mut c = config();
     c.max_retries = 2;
     let l = start(&c, &t);
-    l.log(EventKind::Request, &Correlation::with_id("a"), json(), Bytes::new());
+    l.log(
+        EventKind::Request,
+        &Correlation::with_id("a"),
+        json(),
+        Bytes::new(),
+    );
     settle(&l, 1).await;
     assert_eq!(l.stats().failed.load(Ordering::Relaxed), 1);
     assert_eq!(l.stats().sent.load(Ordering::Relaxed), 0);
@@ -152,7 +165,12 @@ async fn hanging_sink_never_blocks_and_drops_are_counted() {
     let l = start(&c, &t);
     let began = Instant::now();
     for _ in 0..100 {
-        l.log(EventKind::Request, &Correlation::with_id("x"), json(), Bytes::new());
+        l.log(
+            EventKind::Request,
+            &Correlation::with_id("x"),
+            json(),
+            Bytes::new(),
+        );
     }
     assert!(began.elapsed() < Duration::from_millis(500));
     let dropped = l.stats().dropped.load(Ordering::Relaxed);
@@ -175,7 +193,12 @@ async fn timeouts_count_as_failures() {
     c.timeout = Duration::from_millis(5);
     c.max_retries = 1;
     let l = start(&c, &t);
-    l.log(EventKind::Request, &Correlation::with_id("x"), json(), Bytes::new());
+    l.log(
+        EventKind::Request,
+        &Correlation::with_id("x"),
+        json(),
+        Bytes::new(),
+    );
     settle(&l, 1).await;
     assert_eq!(l.stats().failed.load(Ordering::Relaxed), 1);
     assert_eq!(t.attempts.load(Ordering::Relaxed), 2);
@@ -305,12 +328,19 @@ fn json_lines_embed_json_and_base64_other_bodies() {
     let mut out = Vec::new();
     let recorded = b"\"2024-01-01T00:00:00.000000Z\"";
     attrs.write_json_line(
-        &ev("application/json", b"{\n  \"a\": [1,\r\n 2],\n \"s\": \"x\\ny\"\n}"),
+        &ev(
+            "application/json",
+            b"{\n  \"a\": [1,\r\n 2],\n \"s\": \"x\\ny\"\n}",
+        ),
         recorded,
         &mut out,
     );
     attrs.write_json_line(&ev("application/json", b"{not json"), recorded, &mut out);
-    attrs.write_json_line(&ev("application/octet-stream", b"\x00\x01"), recorded, &mut out);
+    attrs.write_json_line(
+        &ev("application/octet-stream", b"\x00\x01"),
+        recorded,
+        &mut out,
+    );
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -353,7 +383,12 @@ fn file_sink_writes_every_event_and_shutdown_waits() {
         let l = Logger::start(&c, &Policy::open(), "http://localhost/").unwrap();
         for i in 0..5000 {
             let corr = Correlation::with_id(&format!("e{i}"));
-            l.log(EventKind::Request, &corr, json(), Bytes::from_static(b"[1]"));
+            l.log(
+                EventKind::Request,
+                &corr,
+                json(),
+                Bytes::from_static(b"[1]"),
+            );
         }
         l.shutdown(Duration::from_secs(10)).await;
         assert_eq!(l.stats().sent.load(Ordering::Relaxed), 5000);
