@@ -480,3 +480,21 @@ def test_trace_context_is_forwarded_to_the_sink(sink, tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [e["traceparent"] for e in lines] == [tp, tp]
     assert [e["tracestate"] for e in lines] == ["vendor=1", "vendor=1"]
+
+
+def test_queued_body_bytes_are_bounded():
+    """With a hanging sink, --logger_queue_bytes caps the memory held by
+    waiting events: past it, events are dropped and counted."""
+    hang = Sink("hang", hang=30)
+    size = len(BODY)
+    s = Server([*IRIS, "--logger_url", hang.url, "--logger_workers", "1", "--logger_queue_bytes", str(3 * size),
+                "--logger_mode", "request"])
+    try:
+        for _ in range(20):
+            assert requests.post(s.url + "/v2/models/iris/infer", data=BODY).status_code == 200
+        m = logger_metrics(s)
+        assert m["dropped"] == 17, m
+        assert m["ferroserve_logger_queue_bytes"] == 3 * size
+    finally:
+        s.stop()
+        hang.close()

@@ -303,6 +303,16 @@ pub struct ServeArgs {
     )]
     pub logger_queue_size: usize,
 
+    /// Logger: most body bytes waiting for delivery (bounds memory when the
+    /// sink is slow and bodies are large); more are dropped and counted.
+    #[arg(
+        long = "logger_queue_bytes",
+        visible_alias = "logger-queue-bytes",
+        env = "FERROSERVE_LOGGER_QUEUE_BYTES",
+        default_value_t = 256 << 20
+    )]
+    pub logger_queue_bytes: usize,
+
     /// Logger: retries of a failed delivery (exponential backoff from 100 ms).
     #[arg(
         long = "logger_max_retries",

@@ -44,6 +44,7 @@ pub fn logger_of(args: &ServeArgs) -> anyhow::Result<Option<LoggerConfig>> {
     c.component = args.logger_component.clone();
     c.endpoint = args.logger_endpoint.clone();
     c.queue_size = args.logger_queue_size;
+    c.queue_bytes = args.logger_queue_bytes;
     c.max_retries = args.logger_max_retries;
     c.workers = args.logger_workers;
     c.ca_cert_file = args.logger_ca_cert_file.clone();

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<LoggerStats>,
     /// Events taken off the queue whose delivery has not ended yet.
     pub(crate) in_flight: AtomicU64,
+    /// Body bytes of the events queued or being delivered.
+    pub(crate) pending_bytes: AtomicU64,
     pub(crate) max_retries: u32,
     pub(crate) retry_backoff: Duration,
     pub(crate) timeout: Duration,
@@ -115,6 +117,8 @@ pub(crate) fn spawn_file_writer(
                         .in_flight
                         .store(batch.len() as u64, Ordering::Release);
                     write_lines(&mut file, &batch, &mut buf, &shared);
+                    let bytes: u64 = batch.iter().map(|ev| ev.body.len() as u64).sum();
+                    shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
                     batch.clear();
                     shared.in_flight.store(0, Ordering::Release);
                     match rx.try_recv() {
@@ -185,6 +189,9 @@ pub(crate) fn spawn_senders(
                 };
                 shared.in_flight.fetch_add(1, Ordering::AcqRel);
                 deliver(&remote, &shared, &ev).await;
+                shared
+                    .pending_bytes
+                    .fetch_sub(ev.body.len() as u64, Ordering::AcqRel);
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
         });

@@ -147,6 +147,9 @@ pub struct LoggerConfig {
     pub endpoint: String,
     /// Events waiting for delivery at most; more are dropped and counted.
     pub queue_size: usize,
+    /// Body bytes waiting for delivery at most (queued and being delivered);
+    /// an event that would pass it is dropped and counted.
+    pub queue_bytes: usize,
     /// Concurrent deliveries (HTTP sinks; a file sink writes one at a time).
     pub workers: usize,
     /// Retries of a failed delivery before it counts as failed.
@@ -172,6 +175,7 @@ impl LoggerConfig {
             component: String::new(),
             endpoint: String::new(),
             queue_size: 1024,
+            queue_bytes: 256 << 20,
             workers: 4,
             max_retries: 3,
             retry_backoff: Duration::from_millis(100),
@@ -273,6 +277,7 @@ pub struct LoggerStats {
 pub struct Logger {
     tx: mpsc::Sender<Event>,
     capacity: usize,
+    max_bytes: u64,
     mode: LoggerMode,
     shared: Arc<Shared>,
 }
@@ -340,6 +345,7 @@ impl Logger {
             attrs: Attributes::new(config, default_source)?,
             stats: Arc::new(LoggerStats::default()),
             in_flight: AtomicU64::new(0),
+            pending_bytes: AtomicU64::new(0),
             max_retries: config.max_retries,
             retry_backoff: config.retry_backoff,
             timeout: config.timeout,
@@ -359,6 +365,7 @@ impl Logger {
         Ok(Arc::new(Logger {
             tx,
             capacity,
+            max_bytes: config.queue_bytes as u64,
             mode: config.mode,
             shared,
         }))
@@ -403,9 +410,16 @@ impl Logger {
         }
     }
 
-    /// Queues one event; never waits. A full queue drops the event and
-    /// counts it.
+    /// Queues one event; never waits. A full queue (events or body bytes)
+    /// drops the event and counts it.
     pub fn log(&self, kind: EventKind, corr: &Correlation, content_type: HeaderValue, body: Bytes) {
+        let size = body.len() as u64;
+        let pending = &self.shared.pending_bytes;
+        if pending.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
+            pending.fetch_sub(size, Ordering::AcqRel);
+            self.count_dropped();
+            return;
+        }
         let ev = Event {
             kind,
             corr: corr.clone(),
@@ -414,15 +428,21 @@ impl Logger {
             body,
         };
         if self.tx.try_send(ev).is_err() {
-            let n = self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            self.shared.warn(|| {
-                tracing::warn!(
-                    dropped_total = n,
-                    queue_size = self.capacity,
-                    "request logger queue full: event dropped (sink slow or down)"
-                )
-            });
+            pending.fetch_sub(size, Ordering::AcqRel);
+            self.count_dropped();
         }
+    }
+
+    fn count_dropped(&self) {
+        let n = self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.warn(|| {
+            tracing::warn!(
+                dropped_total = n,
+                queue_size = self.capacity,
+                queue_bytes = self.max_bytes,
+                "request logger queue full: event dropped (sink slow or down)"
+            )
+        });
     }
 
     /// Counts a streamed answer too large to record (over `cap` bytes).
@@ -504,6 +524,13 @@ impl Logger {
              # TYPE ferroserve_logger_queue_size gauge\n\
              ferroserve_logger_queue_size {}",
             self.queued()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ferroserve_logger_queue_bytes request logger body bytes waiting for or in delivery\n\
+             # TYPE ferroserve_logger_queue_bytes gauge\n\
+             ferroserve_logger_queue_bytes {}",
+            self.shared.pending_bytes.load(Ordering::Relaxed)
         );
     }
 

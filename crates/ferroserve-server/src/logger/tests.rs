@@ -404,3 +404,59 @@ fn file_sink_writes_every_event_and_shutdown_waits() {
     assert_eq!(ids[4999], "\"e4999\"");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn body_bytes_bound_the_queue() {
+    let t = Arc::new(TestSink {
+        hang: true,
+        ..Default::default()
+    });
+    let mut c = config();
+    c.queue_bytes = 1000;
+    c.workers = 1;
+    c.timeout = Duration::from_secs(60);
+    let l = start(&c, &t);
+    let body = Bytes::from(vec![b'x'; 300]);
+    for _ in 0..10 {
+        l.log(
+            EventKind::Request,
+            &Correlation::with_id("b"),
+            json(),
+            body.clone(),
+        );
+    }
+    // 3 × 300 bytes fit (one of them being delivered, hanging), the rest is dropped.
+    assert_eq!(l.stats().dropped.load(Ordering::Relaxed), 7);
+    let mut m = String::new();
+    l.render_metrics(&mut m);
+    assert!(m.contains("ferroserve_logger_queue_bytes 900"), "{m}");
+    // An event larger than the whole budget never fits.
+    let l2 = start(&c, &Arc::new(TestSink::default()));
+    l2.log(
+        EventKind::Request,
+        &Correlation::with_id("big"),
+        json(),
+        Bytes::from(vec![0; 1001]),
+    );
+    assert_eq!(l2.stats().dropped.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn delivered_bytes_leave_the_budget() {
+    let t = Arc::new(TestSink::default());
+    let mut c = config();
+    c.queue_bytes = 1000;
+    let l = start(&c, &t);
+    for _ in 0..20 {
+        l.log(
+            EventKind::Request,
+            &Correlation::with_id("d"),
+            json(),
+            Bytes::from(vec![b'y'; 300]),
+        );
+        settle(&l, 1).await;
+        l.shutdown(Duration::from_secs(5)).await;
+    }
+    assert_eq!(l.stats().sent.load(Ordering::Relaxed), 20);
+    assert_eq!(l.stats().dropped.load(Ordering::Relaxed), 0);
+}
