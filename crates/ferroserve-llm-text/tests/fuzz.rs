@@ -8,7 +8,7 @@
 //! templates. Whatever loads is then used: random texts encoded, random ids
 //! (in and out of the vocabulary) decoded at once and incrementally.
 //! Nothing may panic, and no call may ask the allocator for more than
-//! [`ALLOC_LIMIT`] bytes at once (a counting allocator in this test binary
+//! [`ferroserve_fuzz::ALLOC_LIMIT`] bytes at once (a counting allocator in this test binary
 //! records the largest request of each case).
 //!
 //! The GGUF file reader in front of this (header validation, candle) is
@@ -18,83 +18,15 @@
 //! `PROPTEST_CASES=20000 cargo test --release -p ferroserve-llm-text --test
 //! fuzz` runs longer.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::quantized::gguf_file::{Content, Value as G, VersionedMagic};
+use ferroserve_fuzz::{bounded, cases};
 use ferroserve_llm_text::{ChatTemplate, IncrementalDecoder, TextTokenizer};
 use proptest::prelude::*;
 
-// ---------------------------------------------------------------------------
-// Allocation guard
-
-/// Largest single allocation a case may request (inputs here are < 64 KB;
-/// decompression is allowed to expand up to 64 MB plus 2000× the input).
-const ALLOC_LIMIT: usize = 512 << 20;
-/// Requests above this are refused outright (the process aborts with
-/// "memory allocation of N bytes failed"), whatever thread makes them.
-const HARD_LIMIT: usize = 4 << 30;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-struct Guard;
-
-unsafe impl GlobalAlloc for Guard {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        if layout.size() > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        if layout.size() > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        note(new);
-        if new > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.realloc(ptr, layout, new)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
 #[global_allocator]
-static GUARD: Guard = Guard;
-
-/// Runs `f` and fails the case when it asked for more than [`ALLOC_LIMIT`].
-fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    let largest = LARGEST.with(|l| l.get());
-    prop_assert!(
-        largest <= ALLOC_LIMIT,
-        "{what}: allocated {largest} bytes at once"
-    );
-    Ok(out)
-}
-
-/// Cases per property: `PROPTEST_CASES`, else `default` (bounded for CI).
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+static GUARD: ferroserve_fuzz::Guard = ferroserve_fuzz::Guard;
 
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![

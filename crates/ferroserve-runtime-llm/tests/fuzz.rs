@@ -16,189 +16,28 @@
 //! `config.json` and of the safetensors header (shapes, data offsets)
 //! replaced with huge, negative, zero or non-integer values. Each load must return
 //! `Ok` or `Error::Load`, never panic, and never ask the allocator for more
-//! than [`ALLOC_LIMIT`] bytes at once (a counting allocator in this test
+//! than [`ferroserve_fuzz::ALLOC_LIMIT`] bytes at once (a counting allocator in this test
 //! binary records the largest request of each case).
 //!
 //! Runs in CI with a bounded number of cases per property (see [`cases`]);
 //! `PROPTEST_CASES=2000 cargo test --release -p ferroserve-runtime-llm
 //! --test fuzz` runs longer.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ferroserve_core::{Error, LoadContext, ModelConfig, Runtime};
+use ferroserve_fuzz::{apply, bounded, cases, edit, INTERESTING};
 use ferroserve_runtime_llm::LlmRuntime;
 use proptest::prelude::*;
 use serde_json::Value;
 
-// ---------------------------------------------------------------------------
-// Allocation guard
-
-/// Largest single allocation a case may request (inputs here are < 64 KB;
-/// decompression is allowed to expand up to 64 MB plus 2000× the input).
-const ALLOC_LIMIT: usize = 512 << 20;
-/// Requests above this are refused outright (the process aborts with
-/// "memory allocation of N bytes failed"), whatever thread makes them.
-const HARD_LIMIT: usize = 4 << 30;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-struct Guard;
-
-unsafe impl GlobalAlloc for Guard {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        if layout.size() > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        if layout.size() > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        note(new);
-        if new > HARD_LIMIT {
-            return std::ptr::null_mut();
-        }
-        System.realloc(ptr, layout, new)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-}
-
 #[global_allocator]
-static GUARD: Guard = Guard;
-
-/// Runs `f` and fails the case when it asked for more than [`ALLOC_LIMIT`].
-fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    let largest = LARGEST.with(|l| l.get());
-    prop_assert!(
-        largest <= ALLOC_LIMIT,
-        "{what}: allocated {largest} bytes at once"
-    );
-    Ok(out)
-}
+static GUARD: ferroserve_fuzz::Guard = ferroserve_fuzz::Guard;
 
 // ---------------------------------------------------------------------------
 // Seeds and mutations
-
-/// Cases per property: `PROPTEST_CASES`, else `default` (bounded for CI).
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Integers that tend to break length and shape arithmetic.
-const INTERESTING: [u64; 16] = [
-    0,
-    1,
-    0x7f,
-    0x80,
-    0xff,
-    0x7fff,
-    0xffff,
-    0x7fff_ffff,
-    0x8000_0000,
-    0xffff_ffff,
-    1 << 32,
-    1 << 40,
-    0x7fff_ffff_ffff_ffff,
-    0x8000_0000_0000_0000,
-    u64::MAX,
-    u64::MAX - 7,
-];
-
-/// One edit of a byte string.
-#[derive(Debug, Clone)]
-enum Edit {
-    Set(prop::sample::Index, u8),
-    Flip(prop::sample::Index, u8),
-    Insert(prop::sample::Index, Vec<u8>),
-    Delete(prop::sample::Index, usize),
-    Truncate(prop::sample::Index),
-    /// Copies `len` bytes from one place over (or into) another.
-    Splice(prop::sample::Index, prop::sample::Index, usize, bool),
-    /// Writes an interesting integer (`width` bytes, little-endian).
-    Number(prop::sample::Index, usize, u8),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    let idx = any::<prop::sample::Index>;
-    prop_oneof![
-        (idx(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
-        (idx(), 0u8..8).prop_map(|(i, b)| Edit::Flip(i, b)),
-        (idx(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(i, b)| Edit::Insert(i, b)),
-        (idx(), 1usize..64).prop_map(|(i, n)| Edit::Delete(i, n)),
-        idx().prop_map(Edit::Truncate),
-        (idx(), idx(), 1usize..256, any::<bool>())
-            .prop_map(|(a, b, n, o)| Edit::Splice(a, b, n, o)),
-        (
-            idx(),
-            0usize..INTERESTING.len(),
-            prop::sample::select(vec![1u8, 2, 4, 8])
-        )
-            .prop_map(|(i, v, w)| Edit::Number(i, v, w)),
-    ]
-}
-
-fn apply(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        if v.is_empty() {
-            v.push(0x80);
-        }
-        let n = v.len();
-        match e {
-            Edit::Set(i, b) => v[i.index(n)] = *b,
-            Edit::Flip(i, b) => v[i.index(n)] ^= 1 << b,
-            Edit::Insert(i, b) => {
-                let at = i.index(n + 1);
-                v.splice(at..at, b.iter().copied());
-            }
-            Edit::Delete(i, k) => {
-                let at = i.index(n);
-                v.drain(at..(at + k).min(n));
-            }
-            Edit::Truncate(i) => v.truncate(i.index(n)),
-            Edit::Splice(from, to, k, overwrite) => {
-                let a = from.index(n);
-                let chunk = v[a..(a + k).min(n)].to_vec();
-                let b = to.index(n);
-                if *overwrite {
-                    let end = (b + chunk.len()).min(n);
-                    v[b..end].copy_from_slice(&chunk[..end - b]);
-                } else {
-                    v.splice(b..b, chunk);
-                }
-            }
-            Edit::Number(i, val, width) => {
-                let bytes = INTERESTING[*val].to_le_bytes();
-                let at = i.index(n);
-                let end = (at + usize::from(*width)).min(n);
-                v[at..end].copy_from_slice(&bytes[..end - at]);
-            }
-        }
-    }
-    v
-}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llm")
