@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::egress::{EgressError, Policy};
-use crate::logger_tls::{HttpsConnector, TlsFileError};
+use crate::https_client::{HttpsConnector, TlsFileError};
 
 /// Largest JWKS document accepted from a URL.
 pub const MAX_JWKS_BYTES: usize = 1 << 20;

@@ -2,7 +2,7 @@
 //! MLflow's scoring protocol (`/invocations`), and the OpenAI API
 //! (`/openai/v1/...` and `/v1/...`).
 
-mod body;
+pub(crate) mod body;
 pub mod error;
 mod mlflow;
 mod openai;

@@ -36,7 +36,8 @@ pub(crate) enum Remote {
     },
     Https {
         uri: http::Uri,
-        client: hyper_util::client::legacy::Client<crate::logger_tls::HttpsConnector, Full<Bytes>>,
+        client:
+            hyper_util::client::legacy::Client<crate::https_client::HttpsConnector, Full<Bytes>>,
     },
     #[cfg(test)]
     Test(Arc<super::tests::TestSink>),

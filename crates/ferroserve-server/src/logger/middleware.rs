@@ -57,7 +57,8 @@ pub async fn http_middleware(State(s): State<HttpLogging>, req: Request, next: N
     let corr = logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes));
     let req = if logger.logs_request() {
         let (parts, body) = req.into_parts();
-        let bytes = match read_limited(&parts.headers, body, s.max_body_bytes).await {
+        let bytes = match crate::http::body::read_body(&parts.headers, body, s.max_body_bytes).await
+        {
             Ok(b) => b,
             Err(e) => return crate::http::error::ApiError(e).into_response(),
         };
@@ -171,34 +172,4 @@ impl Drop for Recorded {
     fn drop(&mut self) {
         self.finish();
     }
-}
-
-async fn read_limited(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, ferroserve_core::Error> {
-    let too_large = || {
-        ferroserve_core::Error::PayloadTooLarge(format!(
-            "request body exceeds the limit of {limit} bytes (see --max_request_bytes)"
-        ))
-    };
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
-    {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
-            }
-            source = s.source();
-        }
-        ferroserve_core::Error::invalid(format!("failed to read request body: {e}"))
-    })
 }

@@ -319,7 +319,7 @@ impl Logger {
             })),
             SinkSpec::Https(uri) => Sink::Remote(Box::new(Remote::Https {
                 uri,
-                client: client().build(crate::logger_tls::HttpsConnector::new(
+                client: client().build(crate::https_client::HttpsConnector::new(
                     config.ca_cert_file.as_deref(),
                 )?),
             })),

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use opentelemetry_http::{HttpClient, HttpError};
 
 use super::TelemetryError;
-use crate::logger_tls::{client_config, default_ca_bundle, ClientIdentity, HttpsConnector};
+use crate::https_client::{client_config, default_ca_bundle, ClientIdentity, HttpsConnector};
 
 /// Largest OTLP/HTTP answer read (the collector's `ExportTraceServiceResponse`).
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
