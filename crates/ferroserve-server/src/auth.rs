@@ -31,9 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ferroserve_core::Registry;
 use jsonwebtoken::{Algorithm, Validation};
@@ -678,8 +677,10 @@ impl Auth {
             Ok(p) => Self::take_token(p),
             Err(Miss::Denied(d)) => Err(d),
             Err(Miss::UnknownKid(kid)) => {
+                // Boxed: a rare path whose future (an HTTPS fetch) would
+                // otherwise enlarge every request's future.
                 let refreshed = match &self.jwt {
-                    Some(j) => j.store.refetch_for_unknown_kid(&kid).await,
+                    Some(j) => Box::pin(j.store.refetch_for_unknown_kid(&kid)).await,
                     None => false,
                 };
                 if !refreshed {
@@ -922,7 +923,7 @@ pub fn http_action(path: &str) -> Action<'_> {
     }
 }
 
-/// State of the HTTP auth middleware.
+/// HTTP authentication and authorization (see [`HttpAuth::check`]).
 #[derive(Clone)]
 pub struct HttpAuth {
     /// The authenticator.
@@ -931,49 +932,42 @@ pub struct HttpAuth {
     pub registry: Arc<Registry>,
 }
 
-/// axum middleware: authenticates, rate-limits and authorizes a request.
-pub async fn http_middleware(State(st): State<HttpAuth>, mut req: Request, next: Next) -> Response {
-    let action = http_action(req.uri().path());
-    if !st.auth.needs_credentials(&action) {
-        return next.run(req).await;
-    }
-    let principal = match st.auth.authenticate_async(req.headers()).await {
-        Ok(p) => p,
-        Err(d) => return d.into_http(),
-    };
-    let action = match action {
-        Action::SingleModel => {
-            let mut names: Vec<String> = st
-                .registry
-                .loaded()
-                .iter()
-                .map(|m| m.name.clone())
-                .collect();
-            names.dedup();
-            match names.as_slice() {
-                [one] => Action::Model(Cow::Owned(one.clone())),
-                _ => Action::SingleModel,
+impl HttpAuth {
+    /// Authenticates, rate-limits and authorizes `req` (a request for an
+    /// open health or metrics endpoint passes as it is). The principal is
+    /// stored in the request's extensions; a refusal is the answer to send
+    /// (`401`, `403` or `429` with the error body).
+    pub async fn check(&self, req: &mut Request) -> Result<(), Response> {
+        let action = http_action(req.uri().path());
+        if !self.auth.needs_credentials(&action) {
+            return Ok(());
+        }
+        let principal = self
+            .auth
+            .authenticate_async(req.headers())
+            .await
+            .map_err(Denied::into_http)?;
+        let verdict = match action {
+            Action::SingleModel => {
+                let mut names: Vec<String> = self
+                    .registry
+                    .loaded()
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect();
+                names.dedup();
+                match names.as_slice() {
+                    [one] => self
+                        .auth
+                        .authorize(&principal, &Action::Model(Cow::Borrowed(one))),
+                    _ => self.auth.authorize(&principal, &Action::SingleModel),
+                }
             }
-        }
-        a => a.into_owned(),
-    };
-    if let Err(d) = st.auth.authorize(&principal, &action) {
-        return d.into_http();
-    }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
-}
-
-impl Action<'_> {
-    fn into_owned(self) -> Action<'static> {
-        match self {
-            Action::Health => Action::Health,
-            Action::Metrics => Action::Metrics,
-            Action::Server => Action::Server,
-            Action::Model(m) => Action::Model(Cow::Owned(m.into_owned())),
-            Action::SingleModel => Action::SingleModel,
-            Action::Admin => Action::Admin,
-        }
+            a => self.auth.authorize(&principal, &a),
+        };
+        verdict.map_err(Denied::into_http)?;
+        req.extensions_mut().insert(principal);
+        Ok(())
     }
 }
 

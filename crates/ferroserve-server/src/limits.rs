@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,29 +42,28 @@ pub fn header_bytes(h: &http::HeaderMap) -> usize {
     h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
-/// Axum middleware answering `431` to requests whose headers exceed the
-/// limit (the state).
-pub async fn http_header_limit(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let size = header_bytes(req.headers());
-    if size > max {
+/// The `431` answer to a request whose headers exceed `max` bytes; `None`
+/// when they fit.
+pub fn header_limit_refusal(headers: &http::HeaderMap, max: usize) -> Option<Response> {
+    let size = header_bytes(headers);
+    (size > max).then(|| {
         let body = serde_json::json!({
             "error": format!(
                 "request headers are {size} bytes, over the limit of {max} (see --max_header_bytes)"
             )
         });
-        return (
+        (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             axum::Json(body),
         )
-            .into_response();
-    }
-    next.run(req).await
+            .into_response()
+    })
 }
 
-/// Axum middleware answering `504` when the handler has not answered
-/// within the timeout (the state).
-pub async fn http_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// Runs `fut` (a request's handling) answering `504` when it has not
+/// answered within `limit`.
+pub async fn with_timeout(limit: Duration, fut: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, fut).await {
         Ok(resp) => resp,
         Err(_) => crate::http::error::ApiError(ferroserve_core::Error::DeadlineExceeded(format!(
             "request took longer than {:.3} s (see --request_timeout)",

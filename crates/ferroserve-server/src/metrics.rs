@@ -638,31 +638,8 @@ where
     }
 }
 
-/// Tower layer recording HTTP requests by matched route, method and status
-/// (a plain layer rather than an axum `from_fn` middleware: no service
-/// clone and one allocation per request).
-#[derive(Clone)]
-pub struct HttpMetricsLayer(pub Arc<Metrics>);
-
-impl<S> tower::Layer<S> for HttpMetricsLayer {
-    type Service = HttpMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HttpMetricsService {
-            inner,
-            metrics: Arc::clone(&self.0),
-        }
-    }
-}
-
-/// Service made by [`HttpMetricsLayer`].
-#[derive(Clone)]
-pub struct HttpMetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-fn method_label(m: &http::Method) -> &'static str {
+/// The `method` label of an HTTP request.
+pub(crate) fn method_label(m: &http::Method) -> &'static str {
     match *m {
         http::Method::GET => "GET",
         http::Method::POST => "POST",
@@ -671,47 +648,5 @@ fn method_label(m: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
-    }
-}
-
-impl<S, B, RB> tower::Service<http::Request<B>> for HttpMetricsService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        // MatchedPath is an Arc<str> inside: cloning it allocates nothing.
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .cloned();
-        let method = method_label(req.method());
-        let start = Instant::now();
-        let fut = self.inner.call(req);
-        let metrics = Arc::clone(&self.metrics);
-        Box::pin(async move {
-            let r = fut.await;
-            if let Ok(resp) = &r {
-                metrics.http.record(
-                    route.as_ref().map_or("unmatched", |p| p.as_str()),
-                    method,
-                    resp.status().as_u16(),
-                    start.elapsed(),
-                );
-            }
-            r
-        })
     }
 }

@@ -25,8 +25,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -477,20 +475,18 @@ fn protocol_of(route: &str) -> &'static str {
     }
 }
 
-/// HTTP middleware: one server span per request, named `METHOD route`
-/// (`POST /v2/models/{m}/infer`), child of the caller's `traceparent` when
-/// sent, with the method, route, path, status and protocol (the model name
-/// and version are recorded when the request resolves a model).
-pub async fn http_middleware(req: Request, next: Next) -> Response {
-    let Some(remote) = decide(req.headers()) else {
-        return next.run(req).await;
-    };
+/// The server span of an HTTP request when it is traced (see [`decide`]),
+/// else `None`: named `METHOD route` (`POST /v2/models/{m}/infer`), child
+/// of the caller's `traceparent` when sent, with the method, route, path
+/// and protocol (the model name and version are recorded when the request
+/// resolves a model, the status by [`record_http_status`]).
+pub fn http_server_span(req: &Request) -> Option<tracing::Span> {
+    let remote = decide(req.headers())?;
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let method = req.method().as_str().to_string();
+        .map_or("unmatched", |p| p.as_str());
+    let method = req.method().as_str();
     let span = tracing::info_span!(
         target: "ferroserve::trace",
         "request",
@@ -501,27 +497,21 @@ pub async fn http_middleware(req: Request, next: Next) -> Response {
         http.route = %route,
         url.path = %req.uri().path(),
         http.response.status_code = Empty,
-        ferroserve.protocol = protocol_of(&route),
+        ferroserve.protocol = protocol_of(route),
         ferroserve.model.name = Empty,
         ferroserve.model.version = Empty,
     );
     adopt_remote_parent(&span, remote);
-    let resp = ferroserve_core::trace::traced_in(next.run(req), span.clone()).await;
-    let status = resp.status().as_u16();
+    Some(span)
+}
+
+/// Records an HTTP answer's status on its server span (a `5xx` marks the
+/// span as an error).
+pub fn record_http_status(span: &tracing::Span, status: http::StatusCode) {
+    let status = status.as_u16();
     span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
-    }
-    resp
-}
-
-/// Adds [`http_middleware`] to `router` when tracing is on (nothing
-/// otherwise).
-pub fn with_http_tracing(router: axum::Router) -> axum::Router {
-    if enabled() {
-        router.layer(axum::middleware::from_fn(http_middleware))
-    } else {
-        router
     }
 }
 

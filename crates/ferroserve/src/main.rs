@@ -20,6 +20,13 @@ use ferroserve_server::ServerOptions;
 
 use cli::{Cli, Command, LogFormat, OnnxEngine, ServeArgs};
 
+/// mimalloc instead of the system allocator: request bodies and events are
+/// allocated on the tokio workers and freed elsewhere (the request logger's
+/// thread, the blocking pool), where glibc's arenas contend; mimalloc frees
+/// them without a shared lock (bench/overhead).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The one place that names the engines: every runtime this binary serves.
 fn runtimes() -> Vec<Arc<dyn Runtime>> {
     let mut engines: Vec<Arc<dyn Runtime>> = vec![

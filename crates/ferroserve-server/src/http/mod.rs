@@ -3,6 +3,7 @@
 //! (`/openai/v1/...` and `/v1/...`).
 
 pub(crate) mod body;
+mod edge;
 pub mod error;
 mod mlflow;
 mod openai;
@@ -37,17 +38,20 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     }
 }
 
-/// Adds the auth middleware when auth is on (nothing otherwise).
-fn with_auth(router: Router, state: &AppState) -> Router {
-    match &state.auth {
-        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
-            crate::auth::HttpAuth {
-                auth: Arc::clone(auth),
-                registry: Arc::clone(&state.registry),
-            },
-            crate::auth::http_middleware,
-        )),
-        None => router,
+/// The HTTP authenticator when auth is on.
+fn http_auth(state: &AppState) -> Option<crate::auth::HttpAuth> {
+    state.auth.as_ref().map(|auth| crate::auth::HttpAuth {
+        auth: Arc::clone(auth),
+        registry: Arc::clone(&state.registry),
+    })
+}
+
+/// Adds `edge` to every route of `router` (nothing when all is off).
+fn with_edge(router: Router, edge: edge::Edge) -> Router {
+    if edge.is_empty() {
+        router
+    } else {
+        router.layer(edge::EdgeLayer(Arc::new(edge)))
     }
 }
 
@@ -80,36 +84,20 @@ fn with_cors(router: Router, origins: &[String]) -> Router {
     router.layer(cors)
 }
 
-/// Adds the request timeout and header size limit layers when set.
-fn with_limits(router: Router, limits: &crate::limits::Limits) -> Router {
-    let router = match limits.request_timeout {
-        Some(d) => router.layer(axum::middleware::from_fn_with_state(
-            d,
-            crate::limits::http_timeout,
-        )),
-        None => router,
-    };
-    match limits.max_header_bytes {
-        Some(n) => router.layer(axum::middleware::from_fn_with_state(
-            n,
-            crate::limits::http_header_limit,
-        )),
-        None => router,
-    }
-}
-
 /// A router serving only `/metrics` (for `--metrics_port`).
 pub fn metrics_router(state: AppState) -> Router {
-    let auth_state = state.clone();
+    let edge = edge::Edge {
+        auth: http_auth(&state),
+        ..Default::default()
+    };
     let router = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);
-    with_auth(router, &auth_state)
+    with_edge(router, edge)
 }
 
 /// Builds the HTTP router with every REST endpoint.
 pub fn router(state: AppState) -> Router {
-    let tracked = state.metrics.clone();
     let outer = state.clone();
     let router = Router::new()
         .route("/metrics", get(metrics))
@@ -156,26 +144,19 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(mlflow::version))
         .fallback(v2::not_found)
         .with_state(state);
-    // Innermost first: the request logger (authorized requests only), auth,
-    // the request timeout, the header size limit, then metrics (so refusals
-    // are counted), then CORS outermost (preflights carry no credentials).
-    let router = match &outer.logger {
-        Some(l) => router.layer(axum::middleware::from_fn_with_state(
-            crate::logger::HttpLogging {
-                logger: Arc::clone(l),
-                max_body_bytes: outer.max_body_bytes,
-            },
-            crate::logger::http_middleware,
-        )),
-        None => router,
+    // Tracing, metrics (refusals are counted), limits, auth, then the
+    // request logger (authorized requests only): see `edge`. CORS outermost
+    // (preflights carry no credentials).
+    let edge = edge::Edge {
+        tracing: crate::telemetry::enabled(),
+        metrics: outer.metrics.clone(),
+        max_header_bytes: outer.limits.max_header_bytes,
+        request_timeout: outer.limits.request_timeout,
+        auth: http_auth(&outer),
+        logger: outer.logger.as_ref().map(|l| crate::logger::HttpLogging {
+            logger: Arc::clone(l),
+            max_body_bytes: outer.max_body_bytes,
+        }),
     };
-    let router = with_auth(router, &outer);
-    let router = with_limits(router, &outer.limits);
-    let router = match tracked {
-        Some(m) => router.layer(crate::metrics::HttpMetricsLayer(m)),
-        None => router,
-    };
-    let router = with_cors(router, &outer.cors_allow_origins);
-    // Outermost: the tracing server span (only when tracing is on).
-    crate::telemetry::with_http_tracing(router)
+    with_cors(with_edge(router, edge), &outer.cors_allow_origins)
 }

@@ -17,13 +17,11 @@ use http_body_util::Full;
 use tokio::sync::mpsc;
 
 use super::event::{write_rfc3339, Attributes, Event};
+use super::queue::BatchQueue;
 use super::LoggerStats;
 
 /// Longest the file writer lets events gather between writes under load.
 pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Most events the file writer renders into one write.
-const FILE_BATCH: usize = 4096;
 
 /// An HTTP(S) sink (CloudEvents binary mode).
 pub(crate) enum Remote {
@@ -80,12 +78,12 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
         .min(Duration::from_secs(5))
 }
 
-/// Starts the thread writing `rx`'s events to `file` as JSON lines.
+/// Starts the thread writing `queue`'s events to `file` as JSON lines.
 /// `capacity` is the queue's: a batch of a quarter of it is written at once
 /// without waiting for more.
 pub(crate) fn spawn_file_writer(
     mut file: std::fs::File,
-    mut rx: mpsc::Receiver<Event>,
+    queue: Arc<BatchQueue>,
     shared: Arc<Shared>,
     capacity: usize,
 ) -> std::io::Result<()> {
@@ -98,21 +96,18 @@ pub(crate) fn spawn_file_writer(
             // rate events came last time, at most FILE_FLUSH_INTERVAL: few
             // wake-ups, and the queue stays far from full at any rate.
             let quarter = capacity.div_ceil(4) as u32;
-            // Idle: sleep until an event arrives (the sender wakes us).
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
+            // Idle: sleep until an event arrives (the request path wakes us).
+            while queue.wait() {
                 let mut wait = FILE_FLUSH_INTERVAL;
                 // Busy: let events gather, write them, until the queue is dry.
                 loop {
                     let began = Instant::now();
                     std::thread::sleep(wait);
-                    while batch.len() < FILE_BATCH {
-                        match rx.try_recv() {
-                            Ok(ev) => batch.push(ev),
-                            Err(_) => break,
-                        }
+                    queue.take(&mut batch);
+                    if batch.is_empty() {
+                        break;
                     }
-                    let per_event = began.elapsed() / (batch.len().max(1) as u32);
+                    let per_event = began.elapsed() / (batch.len() as u32);
                     wait = per_event.saturating_mul(quarter).min(FILE_FLUSH_INTERVAL);
                     shared
                         .in_flight
@@ -122,10 +117,6 @@ pub(crate) fn spawn_file_writer(
                     shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
                     batch.clear();
                     shared.in_flight.store(0, Ordering::Release);
-                    match rx.try_recv() {
-                        Ok(ev) => batch.push(ev),
-                        Err(_) => break,
-                    }
                 }
                 // Give back memory a burst of large bodies took.
                 if buf.capacity() > 4 << 20 {

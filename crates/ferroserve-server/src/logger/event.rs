@@ -6,7 +6,6 @@
 //! side: the JSON line is written straight into the sink's buffer, with the
 //! attributes every event shares rendered once at start-up.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,11 +21,59 @@ pub(crate) struct TraceHeaders {
     pub(crate) tracestate: Option<HeaderValue>,
 }
 
+/// A CloudEvents id: a random UUID drawn on the request path as a number
+/// (rendered by the delivery side), or the one the caller sent.
+#[derive(Debug, Clone)]
+pub(crate) enum EventId {
+    /// A version 4 UUID (its 128 bits, version and variant set).
+    Random(u128),
+    /// The caller's `Ce-Id`.
+    Given(Arc<str>),
+}
+
+impl EventId {
+    /// A new random (version 4) UUID.
+    pub(crate) fn random() -> Self {
+        let mut x: u128 = rand::random();
+        x = (x & !(0xF_u128 << 76)) | (0x4_u128 << 76);
+        x = (x & !(0x3_u128 << 62)) | (0x2_u128 << 62);
+        EventId::Random(x)
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventId::Random(x) => {
+                let mut b = [0u8; 36];
+                uuid_text(*x, &mut b);
+                // uuid_text writes ASCII hex digits and dashes only.
+                f.write_str(std::str::from_utf8(&b).map_err(|_| std::fmt::Error)?)
+            }
+            EventId::Given(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Writes `x` as a UUID (`8-4-4-4-12` lower-case hex digits) into `out`.
+fn uuid_text(x: u128, out: &mut [u8; 36]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut j = 0;
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out[j] = b'-';
+            j += 1;
+        }
+        out[j] = HEX[((x >> (124 - 4 * i)) & 0xF) as usize];
+        j += 1;
+    }
+}
+
 /// What the events of one inference share: the CloudEvents id (the same
 /// for a request and its response) and the trace context.
 #[derive(Debug, Clone)]
 pub struct Correlation {
-    pub(crate) id: Arc<str>,
+    pub(crate) id: EventId,
     pub(crate) trace: Option<Arc<TraceHeaders>>,
 }
 
@@ -34,14 +81,14 @@ impl Correlation {
     /// A correlation with `id` and no trace context.
     pub fn with_id(id: &str) -> Self {
         Correlation {
-            id: Arc::from(id),
+            id: EventId::Given(Arc::from(id)),
             trace: None,
         }
     }
 
     /// The event id (`ce-id`).
-    pub fn id(&self) -> &str {
-        &self.id
+    pub fn id(&self) -> String {
+        self.id.to_string()
     }
 }
 
@@ -112,7 +159,7 @@ impl Attributes {
         let text = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
         let mut h = vec![
             ("ce-specversion", HeaderValue::from_static("1.0")),
-            ("ce-id", text(&ev.corr.id)),
+            ("ce-id", text(&ev.corr.id.to_string())),
             ("ce-type", HeaderValue::from_static(ev.kind.ce_type())),
             ("ce-source", self.source.clone()),
             ("ce-time", text(&rfc3339(ev.time))),
@@ -140,7 +187,16 @@ impl Attributes {
     /// body is `data_base64`.
     pub(crate) fn write_json_line(&self, ev: &Event, recorded: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
-        json_str(out, &ev.corr.id);
+        match &ev.corr.id {
+            EventId::Random(x) => {
+                let mut b = [0u8; 36];
+                uuid_text(*x, &mut b);
+                out.push(b'"');
+                out.extend_from_slice(&b);
+                out.push(b'"');
+            }
+            EventId::Given(s) => json_str(out, s),
+        }
         out.extend_from_slice(b",\"type\":\"");
         out.extend_from_slice(ev.kind.ce_type().as_bytes());
         out.extend_from_slice(b"\",\"time\":\"");
@@ -150,16 +206,16 @@ impl Attributes {
         out.extend_from_slice(&self.json);
         if let Some(t) = &ev.corr.trace {
             out.extend_from_slice(b",\"traceparent\":");
-            json_str(out, &String::from_utf8_lossy(t.traceparent.as_bytes()));
+            json_bytes(out, t.traceparent.as_bytes());
             if let Some(s) = &t.tracestate {
                 out.extend_from_slice(b",\"tracestate\":");
-                json_str(out, &String::from_utf8_lossy(s.as_bytes()));
+                json_bytes(out, s.as_bytes());
             }
         }
-        let ct = String::from_utf8_lossy(ev.content_type.as_bytes());
+        let ct = ev.content_type.as_bytes();
         out.extend_from_slice(b",\"datacontenttype\":");
-        json_str(out, &ct);
-        let is_json = ct.contains("json")
+        json_bytes(out, ct);
+        let is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"))
             && serde_json::from_slice::<serde::de::IgnoredAny>(&ev.body).is_ok();
         if is_json {
             out.extend_from_slice(b",\"data\":");
@@ -176,26 +232,25 @@ impl Attributes {
     }
 }
 
+/// Appends header bytes as a JSON string: copied as they are when they are
+/// printable ASCII needing no escape (the usual case), else escaped (bytes
+/// that are not UTF-8 become U+FFFD).
+fn json_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    if b.iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+    } else {
+        json_str(out, &String::from_utf8_lossy(b));
+    }
+}
+
 /// Appends `s` as a JSON string (escaped, quoted).
 fn json_str(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// A random (version 4) UUID.
-pub(crate) fn new_uuid() -> String {
-    let mut x: u128 = rand::random();
-    x = (x & !(0xF_u128 << 76)) | (0x4_u128 << 76);
-    x = (x & !(0x3_u128 << 62)) | (0x2_u128 << 62);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(36);
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            s.push('-');
-        }
-        s.push(HEX[((x >> (124 - 4 * i)) & 0xF) as usize] as char);
-    }
-    s
 }
 
 /// RFC 3339 UTC time with microseconds.
@@ -220,33 +275,30 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        d.subsec_micros()
-    );
+    let (h, m, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
+    // By hand rather than `write!`: this runs twice per logged inference.
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u64);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, h as u64);
+    put(14, 2, m as u64);
+    put(17, 2, sec as u64);
+    put(20, 6, u64::from(d.subsec_micros()));
+    out.extend_from_slice(&b);
 }
 
 /// Appends `data` in standard base64 with padding.
 pub(crate) fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.reserve(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    // The slice is exactly the encoded length: encoding cannot fail.
+    let _ = base64::engine::general_purpose::STANDARD.encode_slice(data, &mut out[start..]);
 }

@@ -1,16 +1,16 @@
-//! The HTTP side of the request logger: an axum middleware that hands the
+//! The HTTP side of the request logger: the step of the HTTP edge that hands the
 //! bodies of inference POSTs to the logger, and a body wrapper that records
 //! a streamed (`text/event-stream`) answer as it is sent and logs it once
 //! the stream ends or the client goes away.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body::Frame;
@@ -31,7 +31,7 @@ const LOGGED_ROUTES: &[&str] = &[
     "/invocations",
 ];
 
-/// State of [`http_middleware`].
+/// The HTTP request logger (see [`HttpLogging::around`]).
 #[derive(Clone)]
 pub struct HttpLogging {
     /// The logger.
@@ -41,62 +41,71 @@ pub struct HttpLogging {
     pub max_body_bytes: usize,
 }
 
-/// Axum middleware logging the bodies of inference POSTs: the request as
-/// received, a `200` answer as sent (a streamed one once it ends). Other
-/// answers are not logged, as KServe.
-pub async fn http_middleware(State(s): State<HttpLogging>, req: Request, next: Next) -> Response {
-    let logged = req.method() == Method::POST
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|p| LOGGED_ROUTES.contains(&p.as_str()));
-    if !logged {
-        return next.run(req).await;
+impl HttpLogging {
+    /// Whether `req` is logged: a POST to an inference route (`req` has
+    /// passed the router, which records the route matched).
+    pub fn wants(&self, req: &Request) -> bool {
+        req.method() == Method::POST
+            && req
+                .extensions()
+                .get::<MatchedPath>()
+                .is_some_and(|p| LOGGED_ROUTES.contains(&p.as_str()))
     }
-    let logger = &s.logger;
-    let corr = logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes));
-    let req = if logger.logs_request() {
-        let (parts, body) = req.into_parts();
-        let bytes = match crate::http::body::read_body(&parts.headers, body, s.max_body_bytes).await
-        {
-            Ok(b) => b,
-            Err(e) => return crate::http::error::ApiError(e).into_response(),
+
+    /// Serves `req` with `next`, logging the request as received and a
+    /// `200` answer as sent (a streamed one once it ends). Other answers
+    /// are not logged, as KServe.
+    pub async fn around<F, Fut>(&self, req: Request, next: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let logger = &self.logger;
+        let corr = logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes));
+        let req = if logger.logs_request() {
+            let (parts, body) = req.into_parts();
+            let bytes =
+                match crate::http::body::read_body(&parts.headers, body, self.max_body_bytes).await
+                {
+                    Ok(b) => b,
+                    Err(e) => return crate::http::error::ApiError(e).into_response(),
+                };
+            logger.log(
+                EventKind::Request,
+                &corr,
+                content_type(&parts.headers),
+                bytes.clone(),
+            );
+            Request::from_parts(parts, Body::from(bytes))
+        } else {
+            req
         };
-        logger.log(
-            EventKind::Request,
-            &corr,
-            content_type(&parts.headers),
-            bytes.clone(),
-        );
-        Request::from_parts(parts, Body::from(bytes))
-    } else {
-        req
-    };
-    let resp = next.run(req).await;
-    if !logger.logs_response() || resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let ct = content_type(resp.headers());
-    let (parts, body) = resp.into_parts();
-    if ct.as_bytes().starts_with(b"text/event-stream") {
-        let tee = Recorded {
-            inner: body,
-            seen: BytesMut::new(),
-            cap: s.max_body_bytes,
-            over: false,
-            log: Some((Arc::clone(logger), corr, ct)),
-        };
-        return Response::from_parts(parts, Body::new(tee));
-    }
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => {
-            logger.log(EventKind::Response, &corr, ct, bytes.clone());
-            Response::from_parts(parts, Body::from(bytes))
+        let resp = next(req).await;
+        if !logger.logs_response() || resp.status() != StatusCode::OK {
+            return resp;
         }
-        Err(e) => crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
-            "failed to read the response body: {e}"
-        )))
-        .into_response(),
+        let ct = content_type(resp.headers());
+        let (parts, body) = resp.into_parts();
+        if ct.as_bytes().starts_with(b"text/event-stream") {
+            let tee = Recorded {
+                inner: body,
+                seen: BytesMut::new(),
+                cap: self.max_body_bytes,
+                over: false,
+                log: Some((Arc::clone(logger), corr, ct)),
+            };
+            return Response::from_parts(parts, Body::new(tee));
+        }
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => {
+                logger.log(EventKind::Response, &corr, ct, bytes.clone());
+                Response::from_parts(parts, Body::from(bytes))
+            }
+            Err(e) => crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
+                "failed to read the response body: {e}"
+            )))
+            .into_response(),
+        }
     }
 }
 

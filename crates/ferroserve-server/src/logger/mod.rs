@@ -33,14 +33,16 @@ use crate::egress::{EgressError, Policy};
 mod deliver;
 mod event;
 mod middleware;
+mod queue;
 #[cfg(test)]
 mod tests;
 
 pub use event::Correlation;
-pub use middleware::{http_middleware, HttpLogging};
+pub use middleware::HttpLogging;
 
 use deliver::{Remote, Shared};
-use event::{Attributes, Event, TraceHeaders};
+use event::{Attributes, Event, EventId, TraceHeaders};
+use queue::{BatchQueue, Queue};
 
 /// CloudEvents type of a logged request.
 pub const CE_INFERENCE_REQUEST: &str = "org.kubeflow.serving.inference.request";
@@ -275,7 +277,7 @@ pub struct LoggerStats {
 /// The running logger: handlers hand it events, a writer thread (file
 /// sink) or sender tasks (HTTP sinks) deliver them.
 pub struct Logger {
-    tx: mpsc::Sender<Event>,
+    queue: Queue,
     capacity: usize,
     max_bytes: u64,
     mode: LoggerMode,
@@ -288,6 +290,16 @@ impl std::fmt::Debug for Logger {
             .field("mode", &self.mode)
             .field("capacity", &self.capacity)
             .finish()
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        // The file writer drains what is queued and ends (an HTTP sink's
+        // senders end when the channel's sender goes with the logger).
+        if let Queue::Batch(q) = &self.queue {
+            q.close();
+        }
     }
 }
 
@@ -340,7 +352,6 @@ impl Logger {
         sink: Sink,
     ) -> Result<Arc<Logger>, LoggerError> {
         let capacity = config.queue_size.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
             attrs: Attributes::new(config, default_source)?,
             stats: Arc::new(LoggerStats::default()),
@@ -352,18 +363,24 @@ impl Logger {
             started: Instant::now(),
             last_warn_ms: AtomicU64::new(0),
         });
-        match sink {
-            Sink::File(file) => deliver::spawn_file_writer(file, rx, Arc::clone(&shared), capacity)
-                .map_err(|source| LoggerError::File {
-                    path: PathBuf::from(&config.url),
-                    source,
-                })?,
-            Sink::Remote(remote) => {
-                deliver::spawn_senders(*remote, rx, Arc::clone(&shared), config.workers)
+        let queue = match sink {
+            Sink::File(file) => {
+                let q = Arc::new(BatchQueue::new(capacity));
+                deliver::spawn_file_writer(file, Arc::clone(&q), Arc::clone(&shared), capacity)
+                    .map_err(|source| LoggerError::File {
+                        path: PathBuf::from(&config.url),
+                        source,
+                    })?;
+                Queue::Batch(q)
             }
-        }
+            Sink::Remote(remote) => {
+                let (tx, rx) = mpsc::channel(capacity);
+                deliver::spawn_senders(*remote, rx, Arc::clone(&shared), config.workers);
+                Queue::Channel { tx, capacity }
+            }
+        };
         Ok(Arc::new(Logger {
-            tx,
+            queue,
             capacity,
             max_bytes: config.queue_bytes as u64,
             mode: config.mode,
@@ -388,7 +405,7 @@ impl Logger {
 
     /// Events waiting in the queue now.
     pub fn queued(&self) -> usize {
-        self.capacity.saturating_sub(self.tx.capacity())
+        self.queue.len()
     }
 
     /// The correlation of a request's events, from its headers (`header`
@@ -397,12 +414,12 @@ impl Logger {
     /// is this server's span when tracing is on, else the caller's
     /// `traceparent`/`tracestate` passed on unchanged.
     pub fn begin<'a>(&self, header: impl Fn(&str) -> Option<&'a [u8]>) -> Correlation {
-        let id: Arc<str> = match header("ce-id")
+        let id = match header("ce-id")
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.is_empty() && v.len() <= 256)
         {
-            Some(v) => Arc::from(v),
-            None => Arc::from(event::new_uuid()),
+            Some(v) => EventId::Given(Arc::from(v)),
+            None => EventId::random(),
         };
         Correlation {
             id,
@@ -427,7 +444,7 @@ impl Logger {
             content_type,
             body,
         };
-        if self.tx.try_send(ev).is_err() {
+        if self.queue.push(ev).is_err() {
             pending.fetch_sub(size, Ordering::AcqRel);
             self.count_dropped();
         }

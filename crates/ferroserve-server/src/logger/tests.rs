@@ -211,13 +211,13 @@ fn helpers() {
         rfc3339(UNIX_EPOCH + Duration::from_micros(1_709_251_199_123_456)),
         "2024-02-29T23:59:59.123456Z"
     );
-    let u = event::new_uuid();
+    let u = event::EventId::random().to_string();
     assert_eq!(u.len(), 36);
     assert_eq!(&u[14..15], "4");
     assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
     assert_eq!(u.matches('-').count(), 4);
     assert_eq!(&u[8..9], "-");
-    assert_ne!(u, event::new_uuid());
+    assert_ne!(u, event::EventId::random().to_string());
     let b64 = |d: &[u8]| {
         let mut v = Vec::new();
         base64_into(&mut v, d);
