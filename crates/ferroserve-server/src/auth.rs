@@ -938,8 +938,7 @@ impl HttpAuth {
     /// stored in the request's extensions; a refusal is the answer to send
     /// (`401`, `403` or `429` with the error body).
     pub async fn check(&self, req: &mut Request) -> Result<(), Response> {
-        let action = http_action(req.uri().path());
-        if !self.auth.needs_credentials(&action) {
+        if !self.auth.needs_credentials(&http_action(req.uri().path())) {
             return Ok(());
         }
         let principal = self
@@ -947,7 +946,31 @@ impl HttpAuth {
             .authenticate_async(req.headers())
             .await
             .map_err(Denied::into_http)?;
-        let verdict = match action {
+        self.admit(req, principal)
+    }
+
+    /// [`Self::check`] without waiting: `None` when the request bears a
+    /// JWT whose key must first be fetched (then call [`Self::check`]).
+    pub fn check_now(&self, req: &mut Request) -> Option<Result<(), Response>> {
+        if !self.auth.needs_credentials(&http_action(req.uri().path())) {
+            return Some(Ok(()));
+        }
+        let principal = match self.auth.identify(req.headers()) {
+            Ok(p) => Auth::take_token(p),
+            Err(Miss::Denied(d)) => Err(d),
+            Err(Miss::UnknownKid(_)) => return None,
+        };
+        Some(
+            principal
+                .map_err(Denied::into_http)
+                .and_then(|p| self.admit(req, p)),
+        )
+    }
+
+    /// Authorizes `principal` for `req`'s action and stores it in the
+    /// request's extensions.
+    fn admit(&self, req: &mut Request, principal: Arc<Principal>) -> Result<(), Response> {
+        let verdict = match http_action(req.uri().path()) {
             Action::SingleModel => {
                 let mut names: Vec<String> = self
                     .registry

@@ -64,12 +64,7 @@ impl Edge {
         S: tower::Service<Request, Response = Response, Error = Infallible> + Send,
         S::Future: Send,
     {
-        let metrics = self.metrics.as_ref().map(|m| {
-            // MatchedPath is an Arc<str> inside: cloning it allocates nothing.
-            let matched = req.extensions().get::<MatchedPath>().cloned();
-            let method = crate::metrics::method_label(req.method());
-            (m, matched, method, Instant::now())
-        });
+        let probe = self.probe(&req);
         let refusal = self
             .max_header_bytes
             .and_then(|max| crate::limits::header_limit_refusal(req.headers(), max));
@@ -82,15 +77,31 @@ impl Edge {
             }
             (None, None) => self.guarded(req, route).await,
         };
-        if let Some((m, matched, method, start)) = metrics {
+        self.record(probe, &resp);
+        resp
+    }
+
+    /// What request metrics need from `req` (nothing when they are off).
+    fn probe(&self, req: &Request) -> Option<Probe> {
+        self.metrics.as_ref()?;
+        Some(Probe {
+            // MatchedPath is an Arc<str> inside: cloning it allocates nothing.
+            matched: req.extensions().get::<MatchedPath>().cloned(),
+            method: crate::metrics::method_label(req.method()),
+            start: Instant::now(),
+        })
+    }
+
+    /// Records `resp` in the request metrics.
+    fn record(&self, probe: Option<Probe>, resp: &Response) {
+        if let (Some(m), Some(p)) = (&self.metrics, probe) {
             m.http.record(
-                matched.as_ref().map_or("unmatched", |p| p.as_str()),
-                method,
+                p.matched.as_ref().map_or("unmatched", |p| p.as_str()),
+                p.method,
                 resp.status().as_u16(),
-                start.elapsed(),
+                p.start.elapsed(),
             );
         }
-        resp
     }
 
     async fn guarded<S>(&self, mut req: Request, route: S) -> Response
@@ -108,6 +119,13 @@ impl Edge {
             _ => call(route, req).await,
         }
     }
+}
+
+/// A request's labels and start time for the request metrics.
+struct Probe {
+    matched: Option<MatchedPath>,
+    method: &'static str,
+    start: Instant,
 }
 
 /// Calls the route (axum routes are always ready and never fail).
@@ -146,25 +164,26 @@ pub struct EdgeService<S> {
 impl<S> tower::Service<Request> for EdgeService<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The route is polled ready (by `oneshot`) when it is called.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // For the fast path, which calls the route itself (axum routes are
+        // always ready).
+        self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let edge = Arc::clone(&self.edge);
-        let route = self.inner.clone();
         // A sampled request runs inside its server span (`traced_in` boxes
         // the future it wraps); deciding here keeps the span out of every
         // other request's future.
         if edge.tracing {
             if let Some(span) = crate::telemetry::http_server_span(&req) {
+                let route = self.inner.clone();
                 return Box::pin(async move {
                     let served = async move { edge.metered(req, route).await };
                     let resp = ferroserve_core::trace::traced_in(served, span.clone()).await;
@@ -173,6 +192,38 @@ where
                 });
             }
         }
+        // Fast path: nothing to wait for before the route (no timeout, auth
+        // decided without fetching keys, no body to log): call the route
+        // here and keep only its future and the metrics' start.
+        let slow = edge.request_timeout.is_some()
+            || edge.logger.as_ref().is_some_and(|l| l.wants(&req));
+        if !slow {
+            let probe = edge.probe(&req);
+            let early = match edge
+                .max_header_bytes
+                .and_then(|max| crate::limits::header_limit_refusal(req.headers(), max))
+            {
+                Some(refusal) => Some(Some(Err(refusal))),
+                None => edge.auth.as_ref().map(|a| a.check_now(&mut req)),
+            };
+            match early {
+                Some(Some(Err(refusal))) => {
+                    edge.record(probe, &refusal);
+                    return Box::pin(std::future::ready(Ok(refusal)));
+                }
+                // A JWT whose key must be fetched first: the slow path.
+                Some(None) => {}
+                None | Some(Some(Ok(()))) => {
+                    let fut = self.inner.call(req);
+                    return Box::pin(async move {
+                        let Ok(resp) = fut.await;
+                        edge.record(probe, &resp);
+                        Ok(resp)
+                    });
+                }
+            }
+        }
+        let route = self.inner.clone();
         Box::pin(async move { Ok(edge.metered(req, route).await) })
     }
 }

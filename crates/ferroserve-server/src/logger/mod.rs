@@ -582,7 +582,9 @@ impl Logger {
 /// The trace context to forward with a request's events (see
 /// [`Logger::begin`]).
 fn trace_context<'a>(header: &impl Fn(&str) -> Option<&'a [u8]>) -> Option<Arc<TraceHeaders>> {
-    if crate::telemetry::enabled() {
+    // Only a sampled request has a server span to name (a flag read;
+    // looking the current span up costs more).
+    if ferroserve_core::trace::in_traced_request() {
         let mut h = axum::http::HeaderMap::new();
         crate::telemetry::inject_current(&mut h);
         if let Some(tp) = h.get("traceparent") {
