@@ -935,23 +935,19 @@ pub struct HttpAuth {
 impl HttpAuth {
     /// Authenticates, rate-limits and authorizes `req` (a request for an
     /// open health or metrics endpoint passes as it is). The principal is
-    /// stored in the request's extensions; a refusal is the answer to send
-    /// (`401`, `403` or `429` with the error body).
-    pub async fn check(&self, req: &mut Request) -> Result<(), Response> {
+    /// stored in the request's extensions; a refusal becomes `401`, `403`
+    /// or `429` ([`Denied::into_http`]).
+    pub async fn check(&self, req: &mut Request) -> Result<(), Denied> {
         if !self.auth.needs_credentials(&http_action(req.uri().path())) {
             return Ok(());
         }
-        let principal = self
-            .auth
-            .authenticate_async(req.headers())
-            .await
-            .map_err(Denied::into_http)?;
+        let principal = self.auth.authenticate_async(req.headers()).await?;
         self.admit(req, principal)
     }
 
     /// [`Self::check`] without waiting: `None` when the request bears a
     /// JWT whose key must first be fetched (then call [`Self::check`]).
-    pub fn check_now(&self, req: &mut Request) -> Option<Result<(), Response>> {
+    pub fn check_now(&self, req: &mut Request) -> Option<Result<(), Denied>> {
         if !self.auth.needs_credentials(&http_action(req.uri().path())) {
             return Some(Ok(()));
         }
@@ -960,16 +956,12 @@ impl HttpAuth {
             Err(Miss::Denied(d)) => Err(d),
             Err(Miss::UnknownKid(_)) => return None,
         };
-        Some(
-            principal
-                .map_err(Denied::into_http)
-                .and_then(|p| self.admit(req, p)),
-        )
+        Some(principal.and_then(|p| self.admit(req, p)))
     }
 
     /// Authorizes `principal` for `req`'s action and stores it in the
     /// request's extensions.
-    fn admit(&self, req: &mut Request, principal: Arc<Principal>) -> Result<(), Response> {
+    fn admit(&self, req: &mut Request, principal: Arc<Principal>) -> Result<(), Denied> {
         let verdict = match http_action(req.uri().path()) {
             Action::SingleModel => {
                 let mut names: Vec<String> = self
@@ -988,7 +980,7 @@ impl HttpAuth {
             }
             a => self.auth.authorize(&principal, &a),
         };
-        verdict.map_err(Denied::into_http)?;
+        verdict?;
         req.extensions_mut().insert(principal);
         Ok(())
     }

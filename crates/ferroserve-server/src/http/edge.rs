@@ -110,8 +110,8 @@ impl Edge {
         S::Future: Send,
     {
         if let Some(auth) = &self.auth {
-            if let Err(refusal) = auth.check(&mut req).await {
-                return refusal;
+            if let Err(denied) = auth.check(&mut req).await {
+                return denied.into_http();
             }
         }
         match &self.logger {
@@ -138,6 +138,9 @@ where
         Err(never) => match never {},
     }
 }
+
+/// The future of an [`EdgeService`].
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// Tower layer applying an [`Edge`] to every route of a router.
 #[derive(Clone)]
@@ -168,7 +171,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // For the fast path, which calls the route itself (axum routes are
@@ -195,34 +198,45 @@ where
         // Fast path: nothing to wait for before the route (no timeout, auth
         // decided without fetching keys, no body to log): call the route
         // here and keep only its future and the metrics' start.
-        let slow = edge.request_timeout.is_some()
-            || edge.logger.as_ref().is_some_and(|l| l.wants(&req));
+        let slow =
+            edge.request_timeout.is_some() || edge.logger.as_ref().is_some_and(|l| l.wants(&req));
         if !slow {
             let probe = edge.probe(&req);
-            let early = match edge
+            let refusal = match edge
                 .max_header_bytes
                 .and_then(|max| crate::limits::header_limit_refusal(req.headers(), max))
             {
-                Some(refusal) => Some(Some(Err(refusal))),
-                None => edge.auth.as_ref().map(|a| a.check_now(&mut req)),
+                Some(refusal) => Some(refusal),
+                None => match edge.auth.as_ref().map(|a| a.check_now(&mut req)) {
+                    None | Some(Some(Ok(()))) => None,
+                    Some(Some(Err(denied))) => Some(denied.into_http()),
+                    // A JWT whose key must be fetched first: the slow path.
+                    Some(None) => return self.slow(edge, req),
+                },
             };
-            match early {
-                Some(Some(Err(refusal))) => {
-                    edge.record(probe, &refusal);
-                    return Box::pin(std::future::ready(Ok(refusal)));
-                }
-                // A JWT whose key must be fetched first: the slow path.
-                Some(None) => {}
-                None | Some(Some(Ok(()))) => {
-                    let fut = self.inner.call(req);
-                    return Box::pin(async move {
-                        let Ok(resp) = fut.await;
-                        edge.record(probe, &resp);
-                        Ok(resp)
-                    });
-                }
+            if let Some(refusal) = refusal {
+                edge.record(probe, &refusal);
+                return Box::pin(std::future::ready(Ok(refusal)));
             }
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                let Ok(resp) = fut.await;
+                edge.record(probe, &resp);
+                Ok(resp)
+            });
         }
+        self.slow(edge, req)
+    }
+}
+
+impl<S> EdgeService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Serves `req` with a clone of the route in one future holding every
+    /// step.
+    fn slow(&self, edge: Arc<Edge>, req: Request) -> BoxFuture {
         let route = self.inner.clone();
         Box::pin(async move { Ok(edge.metered(req, route).await) })
     }

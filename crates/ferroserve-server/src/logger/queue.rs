@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 
 use super::event::Event;
 
+/// The queue had no room (or was closed): the event was dropped.
+#[derive(Debug)]
+pub(crate) struct Full;
+
 /// Where [`super::Logger::log`] puts events.
 pub(crate) enum Queue {
     /// Taken by an HTTP sink's sender tasks.
@@ -31,12 +35,10 @@ pub(crate) enum Queue {
 }
 
 impl Queue {
-    /// Queues `ev`; gives it back when the queue is full (or closed).
-    pub(crate) fn push(&self, ev: Event) -> Result<(), Event> {
+    /// Queues `ev`; drops it when the queue is full (or closed).
+    pub(crate) fn push(&self, ev: Event) -> Result<(), Full> {
         match self {
-            Queue::Channel { tx, .. } => tx.try_send(ev).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
-            }),
+            Queue::Channel { tx, .. } => tx.try_send(ev).map_err(|_| Full),
             Queue::Batch(q) => q.push(ev),
         }
     }
@@ -73,13 +75,13 @@ impl BatchQueue {
         }
     }
 
-    /// Queues `ev`, waking the taker if it sleeps; gives `ev` back when
-    /// the queue is full or closed.
-    pub(crate) fn push(&self, ev: Event) -> Result<(), Event> {
+    /// Queues `ev`, waking the taker if it sleeps; drops `ev` when the
+    /// queue is full or closed.
+    pub(crate) fn push(&self, ev: Event) -> Result<(), Full> {
         {
             let mut q = self.events.lock();
             if q.len() >= self.capacity || self.closed.load(Ordering::Relaxed) {
-                return Err(ev);
+                return Err(Full);
             }
             q.push(ev);
         }
@@ -155,7 +157,7 @@ mod tests {
         let q = BatchQueue::new(2);
         assert!(q.push(ev("a")).is_ok());
         assert!(q.push(ev("b")).is_ok());
-        assert_eq!(q.push(ev("c")).unwrap_err().corr.id(), "c");
+        assert!(q.push(ev("c")).is_err());
         let mut batch = Vec::new();
         q.take(&mut batch);
         let ids: Vec<String> = batch.iter().map(|e| e.corr.id()).collect();
