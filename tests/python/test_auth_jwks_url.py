@@ -134,6 +134,14 @@ def test_rotation_refresh_and_idp_down(tmp_path):
         assert requests.get(u, headers=ec).status_code == 200
         assert s.proc.poll() is None
         assert "JWKS refresh failed" in s.log()
+        # /metrics (behind auth like any endpoint) counts the fetches.
+        m = requests.get(s.url + "/metrics", headers=ec).text
+        got = {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in m.splitlines()
+                                        if ln.startswith("ferroserve_jwks_"))}
+        assert got['ferroserve_jwks_fetches_total{outcome="success"}'] >= 3, m
+        assert got['ferroserve_jwks_fetches_total{outcome="failure"}'] >= 1, m
+        assert got["ferroserve_jwks_keys"] == 1
+        assert 0 < time.time() - got["ferroserve_jwks_last_success_timestamp_seconds"] < 60
     finally:
         s.stop()
         idp.stop()

@@ -641,6 +641,14 @@ impl Auth {
         })
     }
 
+    /// Writes the authenticator's Prometheus metrics (the JWKS store's,
+    /// when JWTs are accepted) to `out`.
+    pub fn render_metrics(&self, out: &mut String) {
+        if let Some(j) = &self.jwt {
+            j.store.render_metrics(out);
+        }
+    }
+
     /// Whether `action` needs credentials at all.
     pub fn needs_credentials(&self, action: &Action<'_>) -> bool {
         match action {

@@ -178,6 +178,7 @@ impl Bound {
         let metrics = self.options.metrics.then(|| {
             Arc::new(metrics::Metrics {
                 logger: self.logger.clone(),
+                auth: self.options.auth.clone(),
                 ..Default::default()
             })
         });

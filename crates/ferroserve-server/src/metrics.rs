@@ -82,6 +82,8 @@ pub struct Metrics {
     pub grpc: RequestMetrics,
     /// The request logger, whose delivery counters are exported.
     pub logger: Option<Arc<crate::logger::Logger>>,
+    /// The authenticator, whose JWKS fetches are exported.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 /// The gRPC methods recorded by name; any other path counts as `other`.
@@ -354,6 +356,9 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
 
     if let Some(l) = &metrics.logger {
         l.render_metrics(&mut o.0);
+    }
+    if let Some(a) = &metrics.auth {
+        a.render_metrics(&mut o.0);
     }
 
     // Process.

@@ -258,6 +258,10 @@ struct Remote {
     refetching: tokio::sync::Mutex<()>,
     /// Completed fetch attempts (successful or not).
     attempts: AtomicU64,
+    /// Failed fetch attempts.
+    failures: AtomicU64,
+    /// When the last fetch succeeded (Unix time, milliseconds).
+    last_success_ms: AtomicU64,
     /// `max-age` of the start-up fetch (sets the first refresh).
     first_max_age: Option<Duration>,
 }
@@ -346,6 +350,8 @@ impl JwksStore {
             last_kid_miss: parking_lot::Mutex::new(None),
             refetching: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_success_ms: AtomicU64::new(0),
             first_max_age: None,
         };
         let (keys, age) = remote.get().await?;
@@ -372,6 +378,41 @@ impl JwksStore {
         self.remote
             .as_ref()
             .map_or(0, |r| r.attempts.load(Ordering::Relaxed).saturating_sub(1))
+    }
+
+    /// Writes the store's Prometheus metrics (text format) to `out`: keys
+    /// in the current set, and for a URL, fetches by outcome and the time
+    /// of the last success (so an alert can catch an identity provider
+    /// that stopped answering while the last good set is still served).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP ferroserve_jwks_keys keys in the JWT verification key set\n\
+             # TYPE ferroserve_jwks_keys gauge\n\
+             ferroserve_jwks_keys {}",
+            self.keys().len()
+        );
+        let Some(r) = &self.remote else {
+            return;
+        };
+        let attempts = r.attempts.load(Ordering::Acquire);
+        let failures = r.failures.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP ferroserve_jwks_fetches_total fetches of the JWKS URL by outcome\n\
+             # TYPE ferroserve_jwks_fetches_total counter\n\
+             ferroserve_jwks_fetches_total{{outcome=\"success\"}} {}\n\
+             ferroserve_jwks_fetches_total{{outcome=\"failure\"}} {failures}",
+            attempts.saturating_sub(failures)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ferroserve_jwks_last_success_timestamp_seconds when the JWKS URL last answered with a usable key set\n\
+             # TYPE ferroserve_jwks_last_success_timestamp_seconds gauge\n\
+             ferroserve_jwks_last_success_timestamp_seconds {:.3}",
+            r.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
     }
 
     /// Fetches the URL again and swaps the new set in; on failure the last
@@ -474,15 +515,26 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
 impl Remote {
     /// One GET with timeout and size cap; counts the attempt.
     async fn get(&self) -> Result<(KeySet, Option<Duration>), JwksError> {
-        let r = tokio::time::timeout(self.opts.timeout, self.get_once()).await;
-        self.attempts.fetch_add(1, Ordering::AcqRel);
-        match r {
+        let r = match tokio::time::timeout(self.opts.timeout, self.get_once()).await {
             Ok(r) => r,
             Err(_) => Err(JwksError::Timeout {
                 url: self.opts.url.clone(),
                 secs: self.opts.timeout.as_secs(),
             }),
+        };
+        match &r {
+            Ok(_) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                self.last_success_ms.store(now, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     async fn get_once(&self) -> Result<(KeySet, Option<Duration>), JwksError> {

@@ -160,6 +160,28 @@ async fn background_refresh_and_idp_down() {
     )
     .await
     .unwrap();
+    let metrics = |a: &Auth| {
+        let mut m = String::new();
+        a.render_metrics(&mut m);
+        m
+    };
+    let m = metrics(&a);
+    assert!(
+        m.contains("ferroserve_jwks_fetches_total{outcome=\"success\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ferroserve_jwks_fetches_total{outcome=\"failure\"} 0\n"),
+        "{m}"
+    );
+    assert!(m.contains("ferroserve_jwks_keys 1\n"), "{m}");
+    let stamp = |m: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("ferroserve_jwks_last_success_timestamp_seconds "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!((stamp(&m) - now() as f64).abs() < 60.0, "{m}");
     // Rotation: ec-1 in, rsa-1 out; the background refresh picks it up.
     *idp.doc.lock() = jwks_with(&["ec-1"]);
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -175,6 +197,17 @@ async fn background_refresh_and_idp_down() {
     *idp.doc.lock() = "not json".into();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(a.authenticate(&ec()).is_ok());
+    // The failures are counted; the last success stays where it was.
+    let m = metrics(&a);
+    let failed: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ferroserve_jwks_fetches_total{outcome=\"failure\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(failed >= 2, "{m}");
+    let last = stamp(&m);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(stamp(&metrics(&a)), last, "no success while the IdP fails");
     srv.abort();
     let _ = srv.await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
