@@ -11,7 +11,7 @@ import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from conftest import FIXTURES, Server, make_repository, slow_cnn_request
+from conftest import FIXTURES, ROOT, Server, make_repository, slow_cnn_request
 
 GOOD = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": list(range(16))}
                               for n in ("INPUT0", "INPUT1")]})
@@ -106,6 +106,20 @@ def test_failed_reload_keeps_old_version(repo_server):
     r = requests.post(s.url + "/v2/repository/models/simple/load")
     assert r.status_code == 400 and "3" in r.json()["error"]
     assert requests.post(s.url + "/v2/models/simple/infer", data=GOOD).status_code == 200
+
+
+def test_model_library_panic_is_a_load_error_not_a_crash_report(repo_server):
+    # A file tract panics on (found by the fuzz harness): the load fails with
+    # the panic's message, the log has one warning instead of Rust's report.
+    s = repo_server
+    bad = ROOT / "crates/ferroserve-runtime-onnx/tests/fuzz-regressions"
+    (s.repo / "simple" / "3").mkdir()
+    shutil.copy(bad / "output_without_producer.onnx", s.repo / "simple" / "3" / "model.onnx")
+    r = requests.post(s.url + "/v2/repository/models/simple/load")
+    assert r.status_code == 400 and "tract could not read the model" in r.json()["error"]
+    assert requests.post(s.url + "/v2/models/simple/infer", data=GOOD).status_code == 200
+    assert "contained a panic in a model library" in s.log()
+    assert "panicked at" not in s.log()
 
 
 def test_unload_waits_for_in_flight(repo_server):

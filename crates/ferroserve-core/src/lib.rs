@@ -3,6 +3,7 @@
 //! model registry, statistics, and request execution. No HTTP, no engines.
 
 pub mod config;
+pub mod contain;
 pub mod datatype;
 pub mod error;
 pub mod executor;

@@ -227,6 +227,14 @@ impl Registry {
         out
     }
 
+    /// Names of the loaded models, sorted, each once (whatever its
+    /// number of loaded versions).
+    pub fn loaded_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.loaded().iter().map(|m| m.name.clone()).collect();
+        names.dedup();
+        names
+    }
+
     /// Versions of `name` that are loaded, as strings.
     pub fn versions(&self, name: &str) -> Vec<String> {
         let entries = self.entries.read();

@@ -90,10 +90,11 @@ impl TextTokenizer {
         // The tokenizers crate panics on some malformed files (a truncated
         // `decoder`, a BPE merge longer than every token): a corrupt file
         // must fail the load, not take the server down.
-        let mut tokenizer = std::panic::catch_unwind(|| Tokenizer::from_file(&tj_path))
-            .map_err(|_| {
+        let mut tokenizer = ferroserve_core::contain::contain(|| Tokenizer::from_file(&tj_path))
+            .map_err(|panic| {
                 TextError::Tokenizer(format!(
-                    "{}: malformed tokenizer file (the tokenizers library panicked reading it)",
+                    "{}: malformed tokenizer file (the tokenizers library panicked reading it: \
+                     {panic})",
                     tj_path.display()
                 ))
             })?

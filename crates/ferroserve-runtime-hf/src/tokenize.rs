@@ -44,10 +44,11 @@ impl TextTokenizer {
         // The tokenizers crate panics on some malformed files (a truncated
         // `decoder`, a BPE merge longer than every token): a corrupt file
         // must fail the load, not take the server down.
-        let mut tok = std::panic::catch_unwind(|| Tokenizer::from_file(&path))
-            .map_err(|_| {
+        let mut tok = ferroserve_core::contain::contain(|| Tokenizer::from_file(&path))
+            .map_err(|panic| {
                 HfError::Tokenizer(format!(
-                    "{}: malformed tokenizer file (the tokenizers library panicked reading it)",
+                    "{}: malformed tokenizer file (the tokenizers library panicked reading it: \
+                     {panic})",
                     path.display()
                 ))
             })?

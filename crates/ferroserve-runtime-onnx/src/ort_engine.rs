@@ -4,8 +4,8 @@
 //! path first, initialises once per process, and catches panics around every
 //! call into `ort` as a second line of defence.
 
+use ferroserve_core::contain::contain;
 use std::borrow::Cow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -32,15 +32,6 @@ struct OrtEnv {
 
 static ORT_ENV: OnceLock<Result<OrtEnv, String>> = OnceLock::new();
 
-/// Turns a caught panic payload into text.
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
-}
-
 /// The library to use: the runtime's explicit path, or the environment/search.
 fn library_path(explicit: Option<&Path>) -> Result<PathBuf, String> {
     match explicit {
@@ -54,7 +45,7 @@ fn environment(explicit: Option<&Path>) -> Result<&'static OrtEnv, String> {
     // Check the path on every call, before anything touches `ort`.
     let path = library_path(explicit)?;
     let state = ORT_ENV.get_or_init(|| {
-        let init = catch_unwind(|| -> Result<Environment, String> {
+        let init = contain(|| -> Result<Environment, String> {
             let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
             builder
                 .with_name("ferroserve")
@@ -75,9 +66,8 @@ fn environment(explicit: Option<&Path>) -> Result<&'static OrtEnv, String> {
                 path.display()
             )),
             Err(panic) => Err(format!(
-                "could not load ONNX Runtime from {}: {}",
-                path.display(),
-                panic_text(panic)
+                "could not load ONNX Runtime from {}: {panic}",
+                path.display()
             )),
         }
     });
@@ -160,7 +150,7 @@ pub(crate) fn load(
 ) -> Result<(OrtModel, Signature), Error> {
     let env = environment(explicit_library).map_err(|why| unavailable_error(&why))?;
     let make = || -> Result<Session, Error> {
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Session, String> {
+        let result = contain(|| -> Result<Session, String> {
             let mut builder = Session::builder(&env.env).map_err(|e| e.to_string())?;
             if intra_op_threads > 0 {
                 builder = builder
@@ -168,7 +158,7 @@ pub(crate) fn load(
                     .map_err(|e| e.to_string())?;
             }
             builder.commit_from_file(path).map_err(|e| e.to_string())
-        }));
+        });
         match result {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(Error::Load(format!(
@@ -176,9 +166,8 @@ pub(crate) fn load(
                 path.display()
             ))),
             Err(panic) => Err(Error::Load(format!(
-                "{}: ONNX Runtime could not load the model (ort panicked: {})",
-                path.display(),
-                panic_text(panic)
+                "{}: ONNX Runtime could not load the model (ort panicked: {panic})",
+                path.display()
             ))),
         }
     };
@@ -486,14 +475,12 @@ impl OrtModel {
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for (input, &ty) in inputs.iter().zip(&self.input_types) {
-            let value =
-                catch_unwind(AssertUnwindSafe(|| to_ort(input, ty))).unwrap_or_else(|p| {
-                    Err(Error::internal(format!(
-                        "input '{}': ort panicked: {}",
-                        input.name,
-                        panic_text(p)
-                    )))
-                })?;
+            let value = contain(|| to_ort(input, ty)).unwrap_or_else(|p| {
+                Err(Error::internal(format!(
+                    "input '{}': ort panicked: {p}",
+                    input.name
+                )))
+            })?;
             values.push((
                 Cow::Borrowed(input.name.as_str()),
                 SessionInputValue::Owned(value),
@@ -522,7 +509,7 @@ impl OrtModel {
                 .lock(),
         };
 
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<Tensor>, Error> {
+        let result = contain(|| -> Result<Vec<Tensor>, Error> {
             let mut outputs = session.run(values).map_err(|e| {
                 Error::internal(format!("ONNX Runtime failed to run the model: {e}"))
             })?;
@@ -539,12 +526,11 @@ impl OrtModel {
                 });
             }
             Ok(out)
-        }));
+        });
         drop(session);
         result.unwrap_or_else(|p| {
             Err(Error::internal(format!(
-                "ort panicked while running the model: {}",
-                panic_text(p)
+                "ort panicked while running the model: {p}"
             )))
         })
     }

@@ -53,23 +53,13 @@ fn use_ort_hint() -> String {
 /// during the load becomes a load error here, so that a corrupt model file
 /// cannot take the server down.
 pub(crate) fn load(path: &Path, file_name: &str) -> Result<(TractModel, Signature), Error> {
-    std::panic::catch_unwind(|| load_unguarded(path, file_name)).unwrap_or_else(|panic| {
+    ferroserve_core::contain::contain(|| load_unguarded(path, file_name)).unwrap_or_else(|panic| {
         Err(Error::Load(format!(
             "{}: tract could not read the model (it is corrupt or uses a construct tract does not \
-             handle): {}",
-            path.display(),
-            panic_message(panic.as_ref())
+             handle): {panic}",
+            path.display()
         )))
     })
-}
-
-/// The text of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_string())
 }
 
 fn load_unguarded(path: &Path, file_name: &str) -> Result<(TractModel, Signature), Error> {
@@ -213,15 +203,9 @@ impl TractModel {
             values.push(to_tract(input, dt)?.into_tvalue());
         }
         // A panic inside tract fails this request, not the server.
-        let outputs =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
-                .map_err(|panic| {
-                    Error::internal(format!(
-                        "tract failed to run the model: {}",
-                        panic_message(panic.as_ref())
-                    ))
-                })?
-                .map_err(|e| Error::internal(format!("tract failed to run the model: {e:#}")))?;
+        let outputs = ferroserve_core::contain::contain(|| self.plan.run(values))
+            .map_err(|panic| Error::internal(format!("tract failed to run the model: {panic}")))?
+            .map_err(|e| Error::internal(format!("tract failed to run the model: {e:#}")))?;
         if outputs.len() != signature.outputs.len() {
             return Err(Error::internal(format!(
                 "tract returned {} outputs, the model declares {}",

@@ -971,21 +971,12 @@ impl HttpAuth {
     /// request's extensions.
     fn admit(&self, req: &mut Request, principal: Arc<Principal>) -> Result<(), Denied> {
         let verdict = match http_action(req.uri().path()) {
-            Action::SingleModel => {
-                let mut names: Vec<String> = self
-                    .registry
-                    .loaded()
-                    .iter()
-                    .map(|m| m.name.clone())
-                    .collect();
-                names.dedup();
-                match names.as_slice() {
-                    [one] => self
-                        .auth
-                        .authorize(&principal, &Action::Model(Cow::Borrowed(one))),
-                    _ => self.auth.authorize(&principal, &Action::SingleModel),
-                }
-            }
+            Action::SingleModel => match self.registry.loaded_names().as_slice() {
+                [one] => self
+                    .auth
+                    .authorize(&principal, &Action::Model(Cow::Borrowed(one))),
+                _ => self.auth.authorize(&principal, &Action::SingleModel),
+            },
             a => self.auth.authorize(&principal, &a),
         };
         verdict?;

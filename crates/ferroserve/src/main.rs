@@ -300,6 +300,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Panics contained in model libraries (corrupt files, kernel
+    // assertions) are reported as warnings, not as crash reports.
+    ferroserve_core::contain::quiet_hook();
     match cli.command {
         Command::Serve(args) => {
             let workers = if args.workers == 0 {

@@ -480,12 +480,13 @@ impl Worker {
             // A panic inside the model (a kernel's assertion) fails this
             // step's sequences instead of killing the engine thread.
             let model = &self.model;
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward(&mut inputs)))
-                .unwrap_or_else(|_| {
+            ferroserve_core::contain::contain(|| model.forward(&mut inputs)).unwrap_or_else(
+                |panic| {
                     Err(crate::model::ModelError::Candle(candle_core::Error::Msg(
-                        "the model panicked during this step".into(),
+                        format!("the model panicked during this step: {panic}"),
                     )))
-                })
+                },
+            )
         };
         let logits =
             match result.and_then(|t| t.to_vec2::<f32>().map_err(crate::model::ModelError::from)) {

@@ -83,13 +83,7 @@ pub async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, MlflowError> {
-    let mut names: Vec<String> = st
-        .registry
-        .loaded()
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
-    names.dedup();
+    let names = st.registry.loaded_names();
     let name = match names.as_slice() {
         [one] => one.clone(),
         [] => return Err(Error::Unavailable("no model is loaded".into()).into()),
