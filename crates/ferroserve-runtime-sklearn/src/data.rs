@@ -218,6 +218,48 @@ pub enum PredictKind {
     Float,
 }
 
+impl PredictKind {
+    /// What `predict` returns for an estimator that is a classifier when
+    /// it has `classes`, else a regressor.
+    pub fn classes_or_float(classes: &Option<Labels>) -> Self {
+        match classes {
+            Some(c) => PredictKind::Classes(c.clone()),
+            None => PredictKind::Float,
+        }
+    }
+}
+
+/// The [`Estimator`] answers shared by models that are a classifier (with
+/// `classes`: `predict` and `predict_proba`, one column per class) or a
+/// regressor with `outputs` targets (`predict` only): forests, k-neighbors,
+/// multi-layer perceptrons.
+pub struct ProbaOrRegression<'a> {
+    /// The classes of a classifier; `None` for a regressor.
+    pub classes: &'a Option<Labels>,
+    /// Targets of a regressor.
+    pub outputs: usize,
+}
+
+impl ProbaOrRegression<'_> {
+    /// See [`Estimator::methods`].
+    pub fn methods(&self) -> Vec<Method> {
+        if self.classes.is_some() {
+            vec![Method::Predict, Method::PredictProba]
+        } else {
+            vec![Method::Predict]
+        }
+    }
+
+    /// See [`Estimator::width`].
+    pub fn width(&self, m: Method) -> Option<usize> {
+        match (self.classes, m) {
+            (Some(c), Method::PredictProba) => Some(c.len()),
+            (None, _) if self.outputs > 1 => Some(self.outputs),
+            _ => None,
+        }
+    }
+}
+
 /// A fitted final estimator.
 pub trait Estimator: Send + Sync + Debug {
     /// The class name.

@@ -3,7 +3,9 @@
 //! histogram gradient boosting (float64 inputs, its own node records) and
 //! isolation forests.
 
-use crate::data::{argmax, expit, softmax_rows, Estimator, Matrix, Method, PredictKind};
+use crate::data::{
+    argmax, expit, softmax_rows, Estimator, Matrix, Method, PredictKind, ProbaOrRegression,
+};
 use crate::extract::{BResult, Labels, Obj};
 use crate::tree::{leaf_proba, to_f32_rows, Tree, TreeRegressor};
 use crate::value::Value;
@@ -72,6 +74,15 @@ impl Forest {
     }
 }
 
+impl Forest {
+    fn head(&self) -> ProbaOrRegression<'_> {
+        ProbaOrRegression {
+            classes: &self.classes,
+            outputs: self.n_outputs,
+        }
+    }
+}
+
 impl Estimator for Forest {
     fn name(&self) -> &'static str {
         if self.classes.is_some() {
@@ -84,24 +95,13 @@ impl Estimator for Forest {
         self.n_features
     }
     fn methods(&self) -> Vec<Method> {
-        if self.classes.is_some() {
-            vec![Method::Predict, Method::PredictProba]
-        } else {
-            vec![Method::Predict]
-        }
+        self.head().methods()
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(c) => PredictKind::Classes(c.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
-        match (&self.classes, m) {
-            (Some(c), Method::PredictProba) => Some(c.len()),
-            (None, _) if self.n_outputs > 1 => Some(self.n_outputs),
-            _ => None,
-        }
+        self.head().width(m)
     }
     fn run(&self, x: &Matrix, m: Method) -> Result<Vec<f64>, String> {
         x.check_cols(self.n_features, "forest")?;
@@ -382,10 +382,7 @@ impl Estimator for GradientBoosting {
         }
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(c) => PredictKind::Classes(c.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
         match (&self.classes, m) {
@@ -739,10 +736,7 @@ impl Estimator for HistGradientBoosting {
         }
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(c) => PredictKind::Classes(c.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
         match (&self.classes, m) {

@@ -2,7 +2,9 @@
 //! scikit-learn's `_forward_pass_fast` does (`coefs_` / `intercepts_` per
 //! layer, the hidden `activation` between layers, `out_activation_` last).
 
-use crate::data::{argmax, expit, softmax_rows, Estimator, Matrix, Method, PredictKind};
+use crate::data::{
+    argmax, expit, softmax_rows, Estimator, Matrix, Method, PredictKind, ProbaOrRegression,
+};
 use crate::extract::{value_arr, BResult, Labels, Obj};
 
 /// An activation function of scikit-learn's `ACTIVATIONS` table.
@@ -216,6 +218,15 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    fn head(&self) -> ProbaOrRegression<'_> {
+        ProbaOrRegression {
+            classes: &self.classes,
+            outputs: self.n_outputs(),
+        }
+    }
+}
+
 impl Estimator for Mlp {
     fn name(&self) -> &'static str {
         if self.classes.is_some() {
@@ -228,24 +239,13 @@ impl Estimator for Mlp {
         self.layers.first().map_or(0, |l| l.n_in)
     }
     fn methods(&self) -> Vec<Method> {
-        if self.classes.is_some() {
-            vec![Method::Predict, Method::PredictProba]
-        } else {
-            vec![Method::Predict]
-        }
+        self.head().methods()
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(l) => PredictKind::Classes(l.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
-        match (&self.classes, m) {
-            (Some(_), Method::Predict) => None,
-            (Some(l), _) => Some(l.len()),
-            (None, _) => (self.n_outputs() > 1).then_some(self.n_outputs()),
-        }
+        self.head().width(m)
     }
     fn run(&self, x: &Matrix, m: Method) -> Result<Vec<f64>, String> {
         x.check_cols(self.n_features(), self.name())?;

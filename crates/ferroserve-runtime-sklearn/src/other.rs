@@ -1,7 +1,9 @@
 //! Neighbours, naive Bayes, kernel SVMs, k-means and the linear
 //! decompositions (PCA, TruncatedSVD).
 
-use crate::data::{argmax, Data, Estimator, Matrix, Method, PredictKind, Transform};
+use crate::data::{
+    argmax, Data, Estimator, Matrix, Method, PredictKind, ProbaOrRegression, Transform,
+};
 use crate::extract::{BResult, Labels, Obj};
 
 /// KNeighborsClassifier / KNeighborsRegressor (brute-force search).
@@ -171,6 +173,15 @@ impl KNeighbors {
     }
 }
 
+impl KNeighbors {
+    fn head(&self) -> ProbaOrRegression<'_> {
+        ProbaOrRegression {
+            classes: &self.classes,
+            outputs: self.outputs,
+        }
+    }
+}
+
 impl Estimator for KNeighbors {
     fn name(&self) -> &'static str {
         "KNeighbors"
@@ -179,24 +190,13 @@ impl Estimator for KNeighbors {
         self.f
     }
     fn methods(&self) -> Vec<Method> {
-        if self.classes.is_some() {
-            vec![Method::Predict, Method::PredictProba]
-        } else {
-            vec![Method::Predict]
-        }
+        self.head().methods()
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(c) => PredictKind::Classes(c.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
-        match (&self.classes, m) {
-            (Some(c), Method::PredictProba) => Some(c.len()),
-            (None, _) if self.outputs > 1 => Some(self.outputs),
-            _ => None,
-        }
+        self.head().width(m)
     }
     fn run(&self, x: &Matrix, m: Method) -> Result<Vec<f64>, String> {
         x.check_cols(self.f, "k-neighbors")?;
@@ -572,10 +572,7 @@ impl Estimator for Svm {
         }
     }
     fn predict_kind(&self) -> PredictKind {
-        match &self.classes {
-            Some(c) => PredictKind::Classes(c.clone()),
-            None => PredictKind::Float,
-        }
+        PredictKind::classes_or_float(&self.classes)
     }
     fn width(&self, m: Method) -> Option<usize> {
         let nc = self.classes.as_ref()?.len();
