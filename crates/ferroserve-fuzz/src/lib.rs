@@ -2,12 +2,17 @@
 //! a counting global allocator that fails a case asking for one huge
 //! allocation, the bounded case count (`PROPTEST_CASES` overrides it), and
 //! byte-level mutations of seed files (set, flip, insert, delete, truncate,
-//! splice, interesting integers). Test-only: no runtime crate depends on it.
+//! splice, interesting integers), per-thread scratch folders, the wrapper that
+//! saves a failing case under `FUZZ_ARTIFACTS`, and mutations of the JSON
+//! header of safetensors files. Test-only: no runtime crate depends on it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use std::path::{Path, PathBuf};
+
 use proptest::prelude::*;
+use serde_json::Value;
 
 /// Largest single allocation a case may request (inputs here are < 64 KB;
 /// decompression is allowed to expand up to 64 MB plus 2000× the input).
@@ -168,6 +173,161 @@ pub fn apply(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
         }
     }
     v
+}
+
+/// A model folder: file names (relative paths) and contents.
+pub type Folder = Vec<(String, Vec<u8>)>;
+
+/// How a case's input is saved under `FUZZ_ARTIFACTS` when it fails.
+pub enum Artifact<'a> {
+    /// One file, named by its size and `ext` (so the smallest sorts first).
+    File {
+        /// File name ending (`onnx`, `pmml`, `model.pkl`).
+        ext: &'a str,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// A folder of files.
+    Folder(&'a [(String, Vec<u8>)]),
+}
+
+/// Runs one case. When it fails or panics and `FUZZ_ARTIFACTS` is set, its
+/// input is written there (to become a regression case); the failure or
+/// panic then goes on to proptest.
+pub fn run_case(
+    input: Artifact<'_>,
+    case: impl FnOnce() -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(case));
+    if !matches!(r, Ok(Ok(()))) {
+        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
+            save(Path::new(&d), &input);
+        }
+    }
+    match r {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+fn save(dir: &Path, input: &Artifact<'_>) {
+    match input {
+        Artifact::File { ext, bytes } => {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(dir.join(format!("{:08}.{ext}", bytes.len())), bytes);
+        }
+        Artifact::Folder(files) => {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = write_folder(&dir.join(format!("case-{}-{n}", std::process::id())), files);
+        }
+    }
+}
+
+/// A scratch folder holding one case's files, removed when dropped (also
+/// when the case panics).
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `files` into this thread's scratch folder for `harness` (emptied
+/// first; the same path on each call from one thread).
+pub fn scratch(harness: &str, files: &[(String, Vec<u8>)]) -> Scratch {
+    thread_local! {
+        static ID: usize = {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
+    }
+    let n = ID.with(|n| *n);
+    let dir = std::env::temp_dir().join(format!("{harness}-fuzz-{}-{n}", std::process::id()));
+    write_folder(&dir, files).expect("scratch folder");
+    Scratch(dir)
+}
+
+/// Empties `dir` and writes `files` into it (subfolders created).
+pub fn write_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    for (name, bytes) in files {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, bytes)?;
+    }
+    Ok(())
+}
+
+/// Leaves of `v` that `pick` accepts.
+pub fn count_leaves(v: &Value, pick: fn(&Value) -> bool) -> usize {
+    match v {
+        Value::Array(a) => a.iter().map(|x| count_leaves(x, pick)).sum(),
+        Value::Object(o) => o.values().map(|x| count_leaves(x, pick)).sum(),
+        leaf => usize::from(pick(leaf)),
+    }
+}
+
+/// Replaces the `k`-th leaf of `v` that `pick` accepts with `new` (counting
+/// down `k`); whether it was found.
+pub fn replace_leaf(v: &mut Value, k: &mut usize, new: &Value, pick: fn(&Value) -> bool) -> bool {
+    match v {
+        Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, k, new, pick)),
+        Value::Object(o) => o.values_mut().any(|x| replace_leaf(x, k, new, pick)),
+        leaf if pick(leaf) => {
+            if *k == 0 {
+                *leaf = new.clone();
+                true
+            } else {
+                *k -= 1;
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Replaces leaves that `pick` accepts (dtypes, shapes, data offsets) in a
+/// safetensors file's JSON header and writes the header back with its new
+/// length; bytes that are not a safetensors file come back unchanged.
+pub fn mutate_safetensors_header(
+    bytes: &[u8],
+    picks: &[(prop::sample::Index, Value)],
+    pick: fn(&Value) -> bool,
+) -> Vec<u8> {
+    let Some(hlen) = bytes
+        .get(..8)
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    else {
+        return bytes.to_vec();
+    };
+    let Some(head) = bytes.get(8..8 + hlen) else {
+        return bytes.to_vec();
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(head) else {
+        return bytes.to_vec();
+    };
+    let n = count_leaves(&v, pick);
+    for (at, new) in picks {
+        let mut k = at.index(n.max(1));
+        replace_leaf(&mut v, &mut k, new, pick);
+    }
+    let head = serde_json::to_vec(&v).expect("json");
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + hlen..]);
+    out
 }
 
 #[cfg(test)]

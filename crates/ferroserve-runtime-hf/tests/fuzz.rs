@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ferroserve_core::{Error, LoadContext};
-use ferroserve_fuzz::{apply, bounded, cases, edit};
+use ferroserve_fuzz::{
+    apply, bounded, cases, count_leaves, edit, mutate_safetensors_header, replace_leaf, run_case,
+    scratch, Artifact, Folder,
+};
 use ferroserve_runtime_hf::{EncoderConfig, HfEncoderRuntime};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -40,7 +43,6 @@ fn fixtures() -> PathBuf {
 }
 
 /// A fixture folder: (relative path, bytes) of its files.
-type Folder = Vec<(String, Vec<u8>)>;
 
 fn read_folder(root: &Path, dir: &Path, out: &mut Folder) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -87,80 +89,25 @@ fn seeds() -> &'static [Folder] {
 /// Writes `files` into a scratch folder of this thread and loads it. With
 /// `FUZZ_ARTIFACTS` set, failing inputs are written there.
 fn load(files: &Folder) -> Result<(), TestCaseError> {
-    thread_local! {
-        static DIR: PathBuf = {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::env::temp_dir().join(format!("hf-fuzz-{}-{n}", std::process::id()))
-        };
-    }
-    let dir = DIR.with(|d| d.clone());
-    let _ = std::fs::remove_dir_all(&dir);
-    for (name, bytes) in files {
-        let p = dir.join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("scratch dir");
-        }
-        std::fs::write(p, bytes).expect("scratch file");
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let dir = scratch("hf", files);
+    run_case(Artifact::Folder(files), || {
         bounded("load", || {
             if let Some((_, b)) = files.iter().find(|(n, _)| n == "config.json") {
                 if let Ok(v) = serde_json::from_slice::<Value>(b) {
                     let _ = EncoderConfig::from_json(&v);
                 }
             }
-            match HfEncoderRuntime::new().load_model(&dir, &LoadContext::default()) {
+            match HfEncoderRuntime::new().load_model(dir.path(), &LoadContext::default()) {
                 Ok(_) | Err(Error::Load(_)) => Ok(()),
                 Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
             }
         })?
-    }));
-    let _ = std::fs::remove_dir_all(&dir);
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let out = Path::new(&d).join(format!("case-{}-{n}", std::process::id()));
-            for (name, bytes) in files {
-                let p = out.join(name);
-                if let Some(parent) = p.parent() {
-                    let _ = std::fs::create_dir_all(parent);
-                }
-                let _ = std::fs::write(p, bytes);
-            }
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    })
 }
 
-/// Replaces the `k`-th number or string (depth-first) of a JSON document.
-fn replace_leaf(v: &mut Value, k: &mut usize, new: &Value) -> bool {
-    match v {
-        Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, k, new)),
-        Value::Object(o) => o.iter_mut().any(|(_, x)| replace_leaf(x, k, new)),
-        Value::Number(_) | Value::String(_) | Value::Bool(_) => {
-            if *k == 0 {
-                *v = new.clone();
-                return true;
-            }
-            *k -= 1;
-            false
-        }
-        Value::Null => false,
-    }
-}
-
-fn count_leaves(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => a.iter().map(count_leaves).sum(),
-        Value::Object(o) => o.values().map(count_leaves).sum(),
-        Value::Null => 0,
-        _ => 1,
-    }
+/// The JSON leaves the mutations replace: numbers, strings and booleans.
+fn non_null(v: &Value) -> bool {
+    !v.is_null()
 }
 
 /// Replacement leaves for the JSON documents.
@@ -191,33 +138,6 @@ fn nasty_json() -> impl Strategy<Value = Value> {
         ]),
         (0u64..70_000).prop_map(|n| serde_json::json!(n)),
     ]
-}
-
-/// Replaces leaves (dtypes, shapes, data offsets) of a safetensors file's
-/// JSON header and writes the header back with its new length.
-fn mutate_safetensors_header(bytes: &[u8], picks: &[(prop::sample::Index, Value)]) -> Vec<u8> {
-    let Some(hlen) = bytes
-        .get(..8)
-        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
-    else {
-        return bytes.to_vec();
-    };
-    let Some(head) = bytes.get(8..8 + hlen) else {
-        return bytes.to_vec();
-    };
-    let Ok(mut v) = serde_json::from_slice::<Value>(head) else {
-        return bytes.to_vec();
-    };
-    let n = count_leaves(&v);
-    for (at, new) in picks {
-        let mut k = at.index(n.max(1));
-        replace_leaf(&mut v, &mut k, new);
-    }
-    let head = serde_json::to_vec(&v).expect("json");
-    let mut out = (head.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&bytes[8 + hlen..]);
-    out
 }
 
 /// The JSON files of a folder.
@@ -255,10 +175,10 @@ proptest! {
         let jsons = json_files(&files);
         let f = jsons[file.index(jsons.len())];
         if let Ok(mut v) = serde_json::from_slice::<Value>(&files[f].1) {
-            let n = count_leaves(&v);
+            let n = count_leaves(&v, non_null);
             for (at, new) in &picks {
                 let mut k = at.index(n.max(1));
-                replace_leaf(&mut v, &mut k, new);
+                replace_leaf(&mut v, &mut k, new, non_null);
             }
             files[f].1 = serde_json::to_vec(&v).expect("json");
         }
@@ -273,10 +193,10 @@ proptest! {
         let mut files = seeds()[seed.index(seeds().len())].clone();
         for f in files.iter_mut().filter(|(n, _)| n == "config.json") {
             let mut v: Value = serde_json::from_slice(&f.1).expect("seed config");
-            let n = count_leaves(&v);
+            let n = count_leaves(&v, non_null);
             for (at, new) in &picks {
                 let mut k = at.index(n.max(1));
-                replace_leaf(&mut v, &mut k, new);
+                replace_leaf(&mut v, &mut k, new, non_null);
             }
             f.1 = serde_json::to_vec(&v).expect("json");
         }
@@ -290,7 +210,7 @@ proptest! {
     ) {
         let mut files = seeds()[seed.index(seeds().len())].clone();
         for f in files.iter_mut().filter(|(n, _)| n.ends_with(".safetensors")) {
-            f.1 = mutate_safetensors_header(&f.1, &picks);
+            f.1 = mutate_safetensors_header(&f.1, &picks, non_null);
         }
         load(&files)?;
     }

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ferroserve_core::{Error, LoadContext, ModelConfig, Runtime};
-use ferroserve_fuzz::{apply, bounded, cases, edit, INTERESTING};
+use ferroserve_fuzz::{
+    apply, bounded, cases, count_leaves, edit, mutate_safetensors_header, replace_leaf, run_case,
+    scratch, Artifact, Folder, INTERESTING,
+};
 use ferroserve_runtime_llm::LlmRuntime;
 use proptest::prelude::*;
 use serde_json::Value;
@@ -152,7 +155,6 @@ fn gguf_site_lists() -> &'static [Vec<(usize, usize)>] {
 }
 
 /// A model folder: (file name, bytes) of its files.
-type Folder = Vec<(String, Vec<u8>)>;
 
 /// The files of the HuggingFace fixture folders.
 fn hf_seeds() -> &'static [Folder] {
@@ -195,96 +197,15 @@ fn ctx() -> LoadContext {
 /// from it through the runtime. With `FUZZ_ARTIFACTS` set, failing inputs
 /// are written there (to become regression cases).
 fn load(files: &[(String, Vec<u8>)], main: &str) -> Result<(), TestCaseError> {
-    thread_local! {
-        static DIR: PathBuf = {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::env::temp_dir().join(format!("llm-fuzz-{}-{n}", std::process::id()))
-        };
-    }
-    let dir = DIR.with(|d| d.clone());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).expect("scratch file");
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let dir = scratch("llm", files);
+    run_case(Artifact::Folder(files), || {
         bounded("load", || {
-            match LlmRuntime::new().load_file(&dir, main, &ctx()) {
+            match LlmRuntime::new().load_file(dir.path(), main, &ctx()) {
                 Ok(_) | Err(Error::Load(_)) => Ok(()),
                 Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
             }
         })?
-    }));
-    let _ = std::fs::remove_dir_all(&dir);
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let out = Path::new(&d).join(format!("case-{}-{n}", std::process::id()));
-            let _ = std::fs::create_dir_all(&out);
-            for (name, bytes) in files {
-                let _ = std::fs::write(out.join(name), bytes);
-            }
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
-
-/// Replaces the `k`-th number of a JSON document (depth-first) by `new`.
-fn replace_number(v: &mut Value, k: &mut usize, new: &Value) -> bool {
-    match v {
-        Value::Number(_) => {
-            if *k == 0 {
-                *v = new.clone();
-                return true;
-            }
-            *k -= 1;
-            false
-        }
-        Value::Array(a) => a.iter_mut().any(|x| replace_number(x, k, new)),
-        Value::Object(o) => o.iter_mut().any(|(_, x)| replace_number(x, k, new)),
-        _ => false,
-    }
-}
-
-fn count_numbers(v: &Value) -> usize {
-    match v {
-        Value::Number(_) => 1,
-        Value::Array(a) => a.iter().map(count_numbers).sum(),
-        Value::Object(o) => o.values().map(count_numbers).sum(),
-        _ => 0,
-    }
-}
-
-/// Replaces numbers (shapes, data offsets) of a safetensors file's JSON
-/// header and writes the header back with its new length.
-fn mutate_safetensors_header(bytes: &[u8], picks: &[(prop::sample::Index, Value)]) -> Vec<u8> {
-    let Some(hlen) = bytes
-        .get(..8)
-        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
-    else {
-        return bytes.to_vec();
-    };
-    let Some(head) = bytes.get(8..8 + hlen) else {
-        return bytes.to_vec();
-    };
-    let Ok(mut v) = serde_json::from_slice::<Value>(head) else {
-        return bytes.to_vec();
-    };
-    let n = count_numbers(&v);
-    for (at, new) in picks {
-        let mut k = at.index(n.max(1));
-        replace_number(&mut v, &mut k, new);
-    }
-    let head = serde_json::to_vec(&v).expect("json");
-    let mut out = (head.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&bytes[8 + hlen..]);
-    out
+    })
 }
 
 /// JSON values that break size arithmetic.
@@ -362,10 +283,10 @@ proptest! {
         let mut files = hf_seeds()[seed.index(hf_seeds().len())].clone();
         let cfg = files.iter_mut().find(|(n, _)| n == "config.json").expect("config.json");
         let mut v: Value = serde_json::from_slice(&cfg.1).expect("seed config");
-        let n = count_numbers(&v);
+        let n = count_leaves(&v, Value::is_number);
         for (at, new) in picks {
             let mut k = at.index(n.max(1));
-            replace_number(&mut v, &mut k, &new);
+            replace_leaf(&mut v, &mut k, &new, Value::is_number);
         }
         cfg.1 = serde_json::to_vec(&v).expect("json");
         load(&files, "model.safetensors")?;
@@ -378,7 +299,7 @@ proptest! {
     ) {
         let mut files = hf_seeds()[seed.index(hf_seeds().len())].clone();
         for f in files.iter_mut().filter(|(n, _)| n.ends_with(".safetensors")) {
-            f.1 = mutate_safetensors_header(&f.1, &picks);
+            f.1 = mutate_safetensors_header(&f.1, &picks, Value::is_number);
         }
         load(&files, "model.safetensors")?;
     }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use ferroserve_core::{Error, LoadContext, Runtime};
-use ferroserve_fuzz::{apply, bounded, cases, edit};
+use ferroserve_fuzz::{apply, bounded, cases, edit, run_case, scratch, Artifact};
 use ferroserve_runtime_mlflow::{MlModel, MlflowRuntime};
 use proptest::prelude::*;
 
@@ -85,20 +85,9 @@ fn runtime() -> &'static MlflowRuntime {
 /// `MLmodel` every way the crate does and loads the folder. With
 /// `FUZZ_ARTIFACTS` set, failing inputs are written there.
 fn load(files: &[(String, Vec<u8>)]) -> Result<(), TestCaseError> {
-    thread_local! {
-        static DIR: PathBuf = {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::env::temp_dir().join(format!("mlflow-fuzz-{}-{n}", std::process::id()))
-        };
-    }
-    let dir = DIR.with(|d| d.clone());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    for (name, bytes) in files {
-        std::fs::write(dir.join(name), bytes).expect("scratch file");
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let scratch = scratch("mlflow", files);
+    let dir = scratch.path();
+    run_case(Artifact::Folder(files), || {
         bounded("load", || {
             let text = files
                 .iter()
@@ -106,33 +95,17 @@ fn load(files: &[(String, Vec<u8>)]) -> Result<(), TestCaseError> {
                 .map(|(_, b)| String::from_utf8_lossy(b).to_string())
                 .unwrap_or_default();
             if let Ok(m) = MlModel::parse(&text) {
-                let _ = m.pick_flavor().map(|f| f.check_file(&dir));
+                let _ = m.pick_flavor().map(|f| f.check_file(dir));
                 let _ = m.columns();
                 let _ = m.signature_json();
-                let _ = m.input_examples(&dir);
+                let _ = m.input_examples(dir);
             }
-            match runtime().load(&dir, &LoadContext::default()) {
+            match runtime().load(dir, &LoadContext::default()) {
                 Ok(_) | Err(Error::Load(_)) => Ok(()),
                 Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
             }
         })?
-    }));
-    let _ = std::fs::remove_dir_all(&dir);
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let out = Path::new(&d).join(format!("case-{}-{n}", std::process::id()));
-            let _ = std::fs::create_dir_all(&out);
-            for (name, bytes) in files {
-                let _ = std::fs::write(out.join(name), bytes);
-            }
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    })
 }
 
 /// Replacement scalars for the YAML tree.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ferroserve_core::{Error, LoadContext, ModelConfig};
-use ferroserve_fuzz::{apply, bounded, cases, edit};
+use ferroserve_fuzz::{apply, bounded, cases, edit, run_case, scratch, Artifact};
 use ferroserve_runtime_onnx::OnnxRuntime;
 use proptest::prelude::*;
 use prost::Message;
@@ -71,38 +71,15 @@ fn ctx() -> LoadContext {
 /// the tract engine. With `FUZZ_ARTIFACTS` set, inputs that fail are written
 /// there (the smallest becomes a file under `tests/fuzz-regressions`).
 fn load(bytes: &[u8]) -> Result<(), TestCaseError> {
-    thread_local! {
-        static DIR: PathBuf = {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::env::temp_dir().join(format!("onnx-fuzz-{}-{n}", std::process::id()))
-        };
-    }
-    let dir = DIR.with(|d| d.clone());
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join("model.onnx"), bytes).expect("scratch file");
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let dir = scratch("onnx", &[("model.onnx".to_string(), bytes.to_vec())]);
+    run_case(Artifact::File { ext: "onnx", bytes }, || {
         bounded("load_model", || {
-            match OnnxRuntime::new().load_model(&dir, &ctx()) {
+            match OnnxRuntime::new().load_model(dir.path(), &ctx()) {
                 Ok(_) | Err(Error::Load(_)) => Ok(()),
                 Err(e) => Err(TestCaseError::fail(format!("untyped load error {e:?}"))),
             }
         })?
-    }));
-    let _ = std::fs::remove_dir_all(&dir);
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(d) = std::env::var_os("FUZZ_ARTIFACTS") {
-            let _ = std::fs::create_dir_all(&d);
-            let _ = std::fs::write(
-                Path::new(&d).join(format!("{:08}.onnx", bytes.len())),
-                bytes,
-            );
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    })
 }
 
 /// One structured edit of a decoded model.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use ferroserve_core::Error;
-use ferroserve_fuzz::{apply, bounded, cases, edit};
+use ferroserve_fuzz::{apply, bounded, cases, edit, run_case, Artifact};
 use ferroserve_runtime_pmml::value::Value;
 use ferroserve_runtime_pmml::{LoadOptions, Method, PmmlModel};
 use proptest::prelude::*;
@@ -197,20 +197,13 @@ fn cell() -> impl Strategy<Value = Option<Value>> {
 /// allocation is fine. With `FUZZ_ARTIFACTS` set, failing inputs are written
 /// there.
 fn load_all(text: &[u8], rows: &[Vec<Option<Value>>]) -> Result<(), TestCaseError> {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_inner(text, rows)));
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(dir) = std::env::var_os("FUZZ_ARTIFACTS") {
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(
-                Path::new(&dir).join(format!("{:08}.pmml", text.len())),
-                text,
-            );
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    run_case(
+        Artifact::File {
+            ext: "pmml",
+            bytes: text,
+        },
+        || load_inner(text, rows),
+    )
 }
 
 fn load_inner(text: &[u8], rows: &[Vec<Option<Value>>]) -> Result<(), TestCaseError> {

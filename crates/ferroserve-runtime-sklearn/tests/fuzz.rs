@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ferroserve_core::{Error, LoadContext};
-use ferroserve_fuzz::{apply, bounded, cases, edit, INTERESTING};
+use ferroserve_fuzz::{apply, bounded, cases, edit, run_case, Artifact, INTERESTING};
 use ferroserve_runtime_sklearn::{container, pickle, skops, SklearnModel};
 use proptest::prelude::*;
 
@@ -201,20 +201,9 @@ fn load_file(name: &str, bytes: &[u8]) -> Result<SklearnModel, Error> {
 /// that fail are written there (keep the smallest as a file under
 /// `tests/fuzz-regressions`).
 fn load_all(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_all_inner(name, bytes)));
-    if !matches!(r, Ok(Ok(()))) {
-        if let Some(dir) = std::env::var_os("FUZZ_ARTIFACTS") {
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(
-                Path::new(&dir).join(format!("{:08}-{name}", bytes.len())),
-                bytes,
-            );
-        }
-    }
-    match r {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    run_case(Artifact::File { ext: name, bytes }, || {
+        load_all_inner(name, bytes)
+    })
 }
 
 fn load_all_inner(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
