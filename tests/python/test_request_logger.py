@@ -287,6 +287,34 @@ def test_file_sink_writes_json_lines(tmp_path, plain_path):
         s.stop()
 
 
+def test_requests_refused_before_or_while_reading_the_body(tmp_path):
+    """The body is recorded as the handler reads it: one the handler never
+    reads (unknown model) is read and logged anyway; one past the body limit
+    is refused (413) and not logged; a chunked body is logged whole."""
+    path = tmp_path / "log.jsonl"
+    s = Server([*IRIS, "--logger_url", f"file://{path}", "--max_request_bytes", "4096"])
+    try:
+        r = requests.post(s.url + "/v2/models/nope/infer", data=BODY, headers={"ce-id": "unknown"})
+        assert r.status_code == 404
+        r = requests.post(s.url + "/v2/models/iris/infer", data=b"[" * 5000, headers={"ce-id": "big"})
+        assert r.status_code == 413
+        chunks = iter([BODY[:10], BODY[10:30], BODY[30:]])
+        r = requests.post(s.url + "/v2/models/iris/infer", data=chunks, headers={"ce-id": "chunked"})
+        assert r.status_code == 200, r.text
+        wait_metric(s, "sent", 3)
+        time.sleep(0.2)
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        got = sorted((e["id"], e["type"].rsplit(".", 1)[1]) for e in events)
+        assert got == [("chunked", "request"), ("chunked", "response"), ("unknown", "request")]
+        for e in events:
+            if e["type"].endswith(".request"):
+                assert e["data"] == json.loads(BODY)
+        # The server keeps serving on the same connection pool after each.
+        assert requests.post(s.url + "/v2/models/iris/infer", data=BODY).status_code == 200
+    finally:
+        s.stop()
+
+
 def test_egress_allow_list_refuses_logger_sink_at_start():
     s = Server([*IRIS, "--logger_url", "http://10.1.2.3:9000/events", "--egress_allow", "127.0.0.1",
                 "--egress_allow", "sink.example.com:443"], expect_ready=False)

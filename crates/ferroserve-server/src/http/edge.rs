@@ -10,11 +10,12 @@
 //! cloned for each request together with everything beneath it, so k
 //! stacked middlewares cost O(k²) clones and k boxed futures per request —
 //! measurable next to a model that answers in ~30 µs (bench/overhead). Here
-//! a request with nothing to wait for before its handler (no timeout, no
-//! body to log, auth decided without fetching keys) calls the route at once
-//! and keeps only the route's future and the metrics' start; any other
-//! costs one clone of the route and one boxed future. A feature that is off
-//! costs a branch.
+//! a request with nothing to wait for before its handler (no timeout, auth
+//! decided without fetching keys; the logger records the body as the
+//! handler reads it) calls the route at once and keeps only the route's
+//! future, the metrics' start and the logger's exchange; any other costs
+//! one clone of the route and one boxed future. A feature that is off costs
+//! a branch.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -119,9 +120,12 @@ impl Edge {
                 return denied.into_http();
             }
         }
-        match &self.logger {
-            Some(logging) if logging.wants(&req) => logging.around(req, |r| call(route, r)).await,
-            _ => call(route, req).await,
+        match self.logger.as_ref().filter(|l| l.wants(&req)) {
+            Some(logging) => {
+                let exchange = logging.begin(&mut req);
+                exchange.answer(call(route, req).await).await
+            }
+            None => call(route, req).await,
         }
     }
 }
@@ -201,11 +205,9 @@ where
             }
         }
         // Fast path: nothing to wait for before the route (no timeout, auth
-        // decided without fetching keys, no body to log): call the route
-        // here and keep only its future and the metrics' start.
-        let slow =
-            edge.request_timeout.is_some() || edge.logger.as_ref().is_some_and(|l| l.wants(&req));
-        if !slow {
+        // decided without fetching keys): call the route here and keep only
+        // its future, the metrics' start and the logged exchange.
+        if edge.request_timeout.is_none() {
             let probe = edge.probe(&req);
             let refusal = match edge
                 .max_header_bytes
@@ -223,9 +225,16 @@ where
                 edge.record(probe, &refusal);
                 return Box::pin(std::future::ready(Ok(refusal)));
             }
+            let exchange = match &edge.logger {
+                Some(l) if l.wants(&req) => Some(l.begin(&mut req)),
+                _ => None,
+            };
             let fut = self.inner.call(req);
             return Box::pin(async move {
-                let Ok(resp) = fut.await;
+                let Ok(mut resp) = fut.await;
+                if let Some(exchange) = exchange {
+                    resp = exchange.answer(resp).await;
+                }
                 edge.record(probe, &resp);
                 Ok(resp)
             });

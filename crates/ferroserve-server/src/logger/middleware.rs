@@ -1,9 +1,14 @@
-//! The HTTP side of the request logger: the step of the HTTP edge that hands the
-//! bodies of inference POSTs to the logger, and a body wrapper that records
-//! a streamed (`text/event-stream`) answer as it is sent and logs it once
-//! the stream ends or the client goes away.
+//! The HTTP side of the request logger: the step of the HTTP edge that logs
+//! the bodies of inference POSTs.
+//!
+//! The request body is recorded as the handler reads it ([`RequestTee`]) and
+//! logged once read to its end, so logging adds no wait before the handler
+//! (and no second buffering of the body). A body the handler leaves unread
+//! (an unknown model, say) is read and logged before the answer goes out.
+//! A `200` answer is logged as it is; a streamed (`text/event-stream`) one
+//! is recorded as it is sent and logged once the stream ends or the client
+//! goes away ([`Recorded`]).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,7 +18,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt as _;
+use parking_lot::Mutex;
 
 use super::{Correlation, EventKind, Logger};
 
@@ -31,13 +38,19 @@ const LOGGED_ROUTES: &[&str] = &[
     "/invocations",
 ];
 
-/// The HTTP request logger (see [`HttpLogging::around`]).
+/// Request bodies up to this size are copied out of the connection's read
+/// buffer when logged: an event holding a slice of it for the milliseconds
+/// until delivery would make the connection allocate a new buffer for every
+/// request.
+const COPY_BELOW: usize = 16 << 10;
+
+/// The HTTP request logger (see [`HttpLogging::begin`]).
 #[derive(Clone)]
 pub struct HttpLogging {
     /// The logger.
     pub logger: Arc<Logger>,
-    /// Largest request body accepted (the body is read here when logged),
-    /// and largest streamed answer recorded.
+    /// Largest request body logged (larger ones are refused by the
+    /// handlers), and largest streamed answer recorded.
     pub max_body_bytes: usize,
 }
 
@@ -52,35 +65,93 @@ impl HttpLogging {
                 .is_some_and(|p| LOGGED_ROUTES.contains(&p.as_str()))
     }
 
-    /// Serves `req` with `next`, logging the request as received and a
-    /// `200` answer as sent (a streamed one once it ends). Other answers
-    /// are not logged, as KServe.
-    pub async fn around<F, Fut>(&self, req: Request, next: F) -> Response
-    where
-        F: FnOnce(Request) -> Fut,
-        Fut: Future<Output = Response>,
-    {
+    /// Starts logging `req`: its body (when requests are logged) is
+    /// recorded as the handler reads it and logged as the request event
+    /// once read to the end. The answer goes through [`Exchange::answer`].
+    pub fn begin(&self, req: &mut Request) -> Exchange {
         let logger = &self.logger;
-        let corr = logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes));
-        let req = if logger.logs_request() {
-            let (parts, body) = req.into_parts();
-            let bytes =
-                match crate::http::body::read_body(&parts.headers, body, self.max_body_bytes).await
-                {
-                    Ok(b) => b,
-                    Err(e) => return crate::http::error::ApiError(e).into_response(),
-                };
-            logger.log(
-                EventKind::Request,
-                &corr,
-                content_type(&parts.headers),
-                bytes.clone(),
-            );
-            Request::from_parts(parts, Body::from(bytes))
-        } else {
-            req
+        let shared = Arc::new(Shared {
+            corr: logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes)),
+            logger: Arc::clone(logger),
+            cap: self.max_body_bytes,
+            unread: Mutex::new(None),
+        });
+        if logger.logs_request() {
+            let inner = std::mem::replace(req.body_mut(), Body::empty());
+            *req.body_mut() = Body::new(RequestTee {
+                inner,
+                seen: Vec::new(),
+                size: 0,
+                content_type: content_type(req.headers()),
+                reading: true,
+                shared: Arc::clone(&shared),
+            });
+        }
+        Exchange(shared)
+    }
+}
+
+/// What a logged request's body and its answer share.
+struct Shared {
+    logger: Arc<Logger>,
+    corr: Correlation,
+    cap: usize,
+    /// A request body the handler dropped before its end, handed back by
+    /// the tee to be read by [`Exchange::answer`].
+    unread: Mutex<Option<Unread>>,
+}
+
+/// The rest of a request body the handler did not read.
+struct Unread {
+    rest: Body,
+    seen: Vec<Bytes>,
+    size: usize,
+    content_type: HeaderValue,
+}
+
+impl Shared {
+    /// Logs the request body made of `chunks` (`size` bytes in all).
+    fn log_request(&self, content_type: HeaderValue, chunks: Vec<Bytes>, size: usize) {
+        let body = match <[Bytes; 1]>::try_from(chunks) {
+            Ok([one]) if one.len() >= COPY_BELOW => one,
+            Ok([one]) => Bytes::copy_from_slice(&one),
+            Err(chunks) => {
+                let mut all = BytesMut::with_capacity(size);
+                for c in &chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
         };
-        let resp = next(req).await;
+        self.logger
+            .log(EventKind::Request, &self.corr, content_type, body);
+    }
+}
+
+/// A logged request on its way through the handler (see
+/// [`HttpLogging::begin`]).
+pub struct Exchange(Arc<Shared>);
+
+impl Exchange {
+    /// Logs the request body the handler left unread (reading it now, as
+    /// the request logger always reads the whole request) and, when
+    /// responses are logged, a `200` answer: a streamed one once it ends,
+    /// any other now. Other answers are not logged, as KServe.
+    pub async fn answer(self, resp: Response) -> Response {
+        let shared = &self.0;
+        let unread = shared.unread.lock().take();
+        if let Some(u) = unread {
+            let room = shared.cap.saturating_sub(u.size);
+            // Past the limit or cut short: not logged (the handler refused
+            // it or the client went away).
+            if let Ok(rest) = http_body_util::Limited::new(u.rest, room).collect().await {
+                let rest = rest.to_bytes();
+                let (mut seen, size) = (u.seen, u.size + rest.len());
+                seen.push(rest);
+                shared.log_request(u.content_type, seen, size);
+            }
+        }
+        let logger = &shared.logger;
         if !logger.logs_response() || resp.status() != StatusCode::OK {
             return resp;
         }
@@ -90,15 +161,15 @@ impl HttpLogging {
             let tee = Recorded {
                 inner: body,
                 seen: BytesMut::new(),
-                cap: self.max_body_bytes,
+                cap: shared.cap,
                 over: false,
-                log: Some((Arc::clone(logger), corr, ct)),
+                log: Some((Arc::clone(logger), shared.corr.clone(), ct)),
             };
             return Response::from_parts(parts, Body::new(tee));
         }
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(bytes) => {
-                logger.log(EventKind::Response, &corr, ct, bytes.clone());
+                logger.log(EventKind::Response, &shared.corr, ct, bytes.clone());
                 Response::from_parts(parts, Body::from(bytes))
             }
             Err(e) => crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
@@ -109,10 +180,110 @@ impl HttpLogging {
     }
 }
 
+/// The content type of a logged body (`application/json` when none is
+/// given). Never a clone of the request's header, which shares the
+/// connection's read buffer (see [`COPY_BELOW`]): the usual types are
+/// static, others copied.
 fn content_type(h: &HeaderMap) -> HeaderValue {
-    h.get(header::CONTENT_TYPE)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("application/json"))
+    const KNOWN: &[&str] = &[
+        "application/json",
+        "application/octet-stream",
+        "text/event-stream",
+        "text/csv",
+    ];
+    let Some(v) = h.get(header::CONTENT_TYPE) else {
+        return HeaderValue::from_static("application/json");
+    };
+    match KNOWN.iter().find(|k| k.as_bytes() == v.as_bytes()) {
+        Some(k) => HeaderValue::from_static(k),
+        None => HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone()),
+    }
+}
+
+/// A request body passing to the handler, recorded (as reference-counted
+/// chunks) and logged once read to its end. A body past the limit, or one
+/// whose reading fails, is not logged (the handler refuses it); one dropped
+/// before its end is handed back to [`Exchange::answer`].
+struct RequestTee {
+    inner: Body,
+    seen: Vec<Bytes>,
+    size: usize,
+    content_type: HeaderValue,
+    /// Neither logged nor given up yet.
+    reading: bool,
+    shared: Arc<Shared>,
+}
+
+impl RequestTee {
+    fn finish(&mut self) {
+        if std::mem::take(&mut self.reading) {
+            let chunks = std::mem::take(&mut self.seen);
+            let ct = std::mem::replace(&mut self.content_type, HeaderValue::from_static(""));
+            self.shared.log_request(ct, chunks, self.size);
+        }
+    }
+}
+
+impl http_body::Body for RequestTee {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if this.reading => {
+                if let Some(data) = frame.data_ref() {
+                    this.size += data.len();
+                    if this.size > this.shared.cap {
+                        this.reading = false;
+                        this.seen = Vec::new();
+                    } else if !data.is_empty() {
+                        this.seen.push(data.clone());
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) => this.reading = false,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RequestTee {
+    fn drop(&mut self) {
+        if !self.reading {
+            return;
+        }
+        if self.inner.is_end_stream() {
+            self.finish();
+        } else if self.size as u64 + self.inner.size_hint().lower() <= self.shared.cap as u64 {
+            *self.shared.unread.lock() = Some(Unread {
+                rest: std::mem::replace(&mut self.inner, Body::empty()),
+                seen: std::mem::take(&mut self.seen),
+                size: self.size,
+                content_type: std::mem::replace(
+                    &mut self.content_type,
+                    HeaderValue::from_static(""),
+                ),
+            });
+        }
+    }
 }
 
 /// A streamed answer passing through, recorded up to `cap` bytes and

@@ -38,7 +38,7 @@ mod queue;
 mod tests;
 
 pub use event::Correlation;
-pub use middleware::HttpLogging;
+pub use middleware::{Exchange, HttpLogging};
 
 use deliver::{Remote, Shared};
 use event::{Attributes, Event, EventId, TraceHeaders};
