@@ -27,12 +27,13 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferroserve_core::Registry;
 use jsonwebtoken::{Algorithm, Validation};
@@ -355,14 +356,38 @@ struct JwtVerifier {
     buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
 }
 
+/// The API key header (a constant: looking it up by `&str` parses the name
+/// on every request).
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 const JWT_ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 const MAX_JWT_BUCKETS: usize = 10_000;
+
+/// Hashes a SHA-256 digest by its first bytes. By hand because no general
+/// hasher knows its keys are already uniformly random: SipHash of the
+/// digest was measurable per request, and a caller cannot steer digests
+/// into collisions (that would take SHA-256 preimages).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+}
 
 /// The authenticator built from an [`AuthConfig`].
 pub struct Auth {
     open_health: bool,
     open_metrics: bool,
-    keys: HashMap<[u8; 32], Arc<Principal>>,
+    keys: HashMap<[u8; 32], Arc<Principal>, BuildHasherDefault<DigestHasher>>,
     roles: HashMap<String, Role>,
     jwt: Option<JwtVerifier>,
 }
@@ -529,7 +554,7 @@ impl Auth {
         let mut auth = Auth {
             open_health: cfg.open_health,
             open_metrics: cfg.open_metrics,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             roles: cfg.roles,
             jwt: None,
         };
@@ -716,7 +741,7 @@ impl Auth {
 
     /// Finds the principal of the credentials in `headers`.
     fn identify(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Miss> {
-        let api_key = headers.get("x-api-key").map(|v| v.to_str());
+        let api_key = headers.get(X_API_KEY).map(|v| v.to_str());
         let bearer = headers.get(header::AUTHORIZATION).map(|v| {
             v.to_str().map(|s| {
                 let s = s.trim();
@@ -950,13 +975,16 @@ impl HttpAuth {
             return Ok(());
         }
         let principal = self.auth.authenticate_async(req.headers()).await?;
-        self.admit(req, principal)
+        self.authorize(&http_action(req.uri().path()), &principal)?;
+        req.extensions_mut().insert(principal);
+        Ok(())
     }
 
     /// [`Self::check`] without waiting: `None` when the request bears a
     /// JWT whose key must first be fetched (then call [`Self::check`]).
     pub fn check_now(&self, req: &mut Request) -> Option<Result<(), Denied>> {
-        if !self.auth.needs_credentials(&http_action(req.uri().path())) {
+        let action = http_action(req.uri().path());
+        if !self.auth.needs_credentials(&action) {
             return Some(Ok(()));
         }
         let principal = match self.auth.identify(req.headers()) {
@@ -964,24 +992,24 @@ impl HttpAuth {
             Err(Miss::Denied(d)) => Err(d),
             Err(Miss::UnknownKid(_)) => return None,
         };
-        Some(principal.and_then(|p| self.admit(req, p)))
+        let admitted = principal.and_then(|p| self.authorize(&action, &p).map(|()| p));
+        Some(admitted.map(|p| {
+            req.extensions_mut().insert(p);
+        }))
     }
 
-    /// Authorizes `principal` for `req`'s action and stores it in the
-    /// request's extensions.
-    fn admit(&self, req: &mut Request, principal: Arc<Principal>) -> Result<(), Denied> {
-        let verdict = match http_action(req.uri().path()) {
+    /// Authorizes `principal` for `action` (`/invocations` is its model's
+    /// action when one model is loaded).
+    fn authorize(&self, action: &Action<'_>, principal: &Principal) -> Result<(), Denied> {
+        match action {
             Action::SingleModel => match self.registry.loaded_names().as_slice() {
                 [one] => self
                     .auth
-                    .authorize(&principal, &Action::Model(Cow::Borrowed(one))),
-                _ => self.auth.authorize(&principal, &Action::SingleModel),
+                    .authorize(principal, &Action::Model(Cow::Borrowed(one))),
+                _ => self.auth.authorize(principal, &Action::SingleModel),
             },
-            a => self.auth.authorize(&principal, &a),
-        };
-        verdict?;
-        req.extensions_mut().insert(principal);
-        Ok(())
+            a => self.auth.authorize(principal, a),
+        }
     }
 }
 
