@@ -15,13 +15,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         .await
 }
 
-/// [`read_limited`] without the span (for callers that read a body the
-/// handler will read again, such as the request logger).
-pub(crate) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, Error> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
     let too_large = || {
         Error::PayloadTooLarge(format!(
             "request body exceeds the limit of {limit} bytes (see --max_request_bytes)"

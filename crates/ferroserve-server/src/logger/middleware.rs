@@ -147,7 +147,9 @@ impl Exchange {
             if let Ok(rest) = http_body_util::Limited::new(u.rest, room).collect().await {
                 let rest = rest.to_bytes();
                 let (mut seen, size) = (u.seen, u.size + rest.len());
-                seen.push(rest);
+                if !rest.is_empty() {
+                    seen.push(rest);
+                }
                 shared.log_request(u.content_type, seen, size);
             }
         }
