@@ -690,7 +690,7 @@ impl Auth {
     /// it instead).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Denied> {
         match self.identify(headers) {
-            Ok(p) => Self::take_token(p),
+            Ok(p) => Self::take_token(p).map(Cow::into_owned),
             Err(Miss::Denied(d)) => Err(d),
             Err(Miss::UnknownKid(kid)) => {
                 if let (Some(j), Ok(rt)) = (&self.jwt, tokio::runtime::Handle::try_current()) {
@@ -707,7 +707,7 @@ impl Auth {
     /// see [`JwksStore::refetch_for_unknown_kid`]) and is checked again.
     pub async fn authenticate_async(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Denied> {
         match self.identify(headers) {
-            Ok(p) => Self::take_token(p),
+            Ok(p) => Self::take_token(p).map(Cow::into_owned),
             Err(Miss::Denied(d)) => Err(d),
             Err(Miss::UnknownKid(kid)) => {
                 // Boxed: a rare path whose future (an HTTPS fetch) would
@@ -720,7 +720,7 @@ impl Auth {
                     return Err(Denied::Unauthenticated(NO_MATCHING_KEY.into()));
                 }
                 match self.identify(headers) {
-                    Ok(p) => Self::take_token(p),
+                    Ok(p) => Self::take_token(p).map(Cow::into_owned),
                     Err(Miss::Denied(d)) => Err(d),
                     Err(Miss::UnknownKid(_)) => {
                         Err(Denied::Unauthenticated(NO_MATCHING_KEY.into()))
@@ -730,7 +730,7 @@ impl Auth {
         }
     }
 
-    fn take_token(principal: Arc<Principal>) -> Result<Arc<Principal>, Denied> {
+    fn take_token(principal: Cow<'_, Arc<Principal>>) -> Result<Cow<'_, Arc<Principal>>, Denied> {
         if let Some(l) = &principal.limiter {
             l.try_acquire().map_err(|wait| Denied::RateLimited {
                 retry_after: retry_after_secs(wait),
@@ -739,8 +739,10 @@ impl Auth {
         Ok(principal)
     }
 
-    /// Finds the principal of the credentials in `headers`.
-    fn identify(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Miss> {
+    /// Finds the principal of the credentials in `headers` (an API key's
+    /// borrowed: cloning the `Arc` would make every request of that key
+    /// write its reference count, from whichever core serves it).
+    fn identify(&self, headers: &HeaderMap) -> Result<Cow<'_, Arc<Principal>>, Miss> {
         let api_key = headers.get(X_API_KEY).map(|v| v.to_str());
         let bearer = headers.get(header::AUTHORIZATION).map(|v| {
             v.to_str().map(|s| {
@@ -752,12 +754,12 @@ impl Auth {
             })
         });
         match (api_key, bearer) {
-            (Some(Ok(k)), _) => Ok(self.check_key(k.trim())?),
+            (Some(Ok(k)), _) => Ok(Cow::Borrowed(self.check_key(k.trim())?)),
             (None, Some(Ok(t))) if !t.is_empty() => {
                 if self.jwt.is_some() && t.bytes().filter(|b| *b == b'.').count() == 2 {
-                    self.check_jwt(t)
+                    self.check_jwt(t).map(Cow::Owned)
                 } else {
-                    Ok(self.check_key(t)?)
+                    Ok(Cow::Borrowed(self.check_key(t)?))
                 }
             }
             (None, None) => Err(Denied::Unauthenticated(
@@ -773,11 +775,10 @@ impl Auth {
         }
     }
 
-    fn check_key(&self, key: &str) -> Result<Arc<Principal>, Denied> {
+    fn check_key(&self, key: &str) -> Result<&Arc<Principal>, Denied> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         self.keys
             .get(&digest)
-            .cloned()
             .ok_or_else(|| Denied::Unauthenticated("invalid API key".into()))
     }
 
@@ -956,6 +957,17 @@ pub fn http_action(path: &str) -> Action<'_> {
     }
 }
 
+/// Whether the handler of an HTTP request with `action` authorizes it
+/// further, and so needs the caller's principal in the request extensions:
+/// only for [`Action::Server`] (the model lists, which list only the
+/// caller's models, and the OpenAI routes, whose model is in the body).
+/// Every other action is fully authorized here; storing the principal for
+/// each of those requests was an allocation and two writes of a shared
+/// reference count for nothing.
+fn handler_authorizes(action: &Action<'_>) -> bool {
+    matches!(action, Action::Server)
+}
+
 /// HTTP authentication and authorization (see [`HttpAuth::check`]).
 #[derive(Clone)]
 pub struct HttpAuth {
@@ -975,8 +987,11 @@ impl HttpAuth {
             return Ok(());
         }
         let principal = self.auth.authenticate_async(req.headers()).await?;
-        self.authorize(&http_action(req.uri().path()), &principal)?;
-        req.extensions_mut().insert(principal);
+        let action = http_action(req.uri().path());
+        self.authorize(&action, &principal)?;
+        if handler_authorizes(&action) {
+            req.extensions_mut().insert(principal);
+        }
         Ok(())
     }
 
@@ -993,8 +1008,11 @@ impl HttpAuth {
             Err(Miss::UnknownKid(_)) => return None,
         };
         let admitted = principal.and_then(|p| self.authorize(&action, &p).map(|()| p));
+        let store = handler_authorizes(&action);
         Some(admitted.map(|p| {
-            req.extensions_mut().insert(p);
+            if store {
+                req.extensions_mut().insert(p.into_owned());
+            }
         }))
     }
 
@@ -1082,7 +1100,7 @@ where
             match self.auth.identify(req.headers()) {
                 Ok(p) => match Auth::take_token(p) {
                     Ok(p) => {
-                        req.extensions_mut().insert(p);
+                        req.extensions_mut().insert(p.into_owned());
                     }
                     Err(d) => {
                         let resp = denied(d);

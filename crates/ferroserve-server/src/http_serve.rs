@@ -9,11 +9,11 @@
 use std::future::Future;
 use std::io;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+
+use crate::http::App;
 
 /// Room for the request line and hyper's bookkeeping above the header
 /// limit, so the middleware (not hyper) answers a head just over it.
@@ -26,7 +26,7 @@ const MIN_BUF: usize = 8192;
 /// the open connections to finish their requests.
 pub async fn serve<L>(
     mut listener: L,
-    app: Router,
+    app: App,
     max_header_bytes: Option<usize>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()>
@@ -46,7 +46,7 @@ where
     loop {
         tokio::select! {
             (io, _addr) = listener.accept() => {
-                let service = TowerToHyperService::new(app.clone());
+                let service = app.clone();
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(io), service)
                     .into_owned();

@@ -183,7 +183,7 @@ impl Bound {
             })
         });
         let budget = limits::connection_budget(&self.options.limits);
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             registry: Arc::clone(&registry),
             max_body_bytes: self.options.max_body_bytes,
             metrics: metrics.clone(),
@@ -192,10 +192,10 @@ impl Bound {
             cors_allow_origins: self.options.cors_allow_origins.clone().into(),
             logger: self.logger.clone(),
             limits: self.options.limits.clone(),
-        };
+        });
         if let Some(listener) = self.metrics {
             let mut rx = stop_rx.clone();
-            let app = http::metrics_router(state.clone());
+            let app = http::metrics_app(state.clone());
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -212,7 +212,7 @@ impl Bound {
             let _ = rx.wait_for(|s| *s).await;
         };
         let max_header_bytes = self.options.limits.max_header_bytes;
-        let app = http::router(state);
+        let app = http::app(state);
         if let Some(tls) = &self.options.tls {
             tls.reload_on_sighup();
         }

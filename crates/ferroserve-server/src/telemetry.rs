@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -475,17 +475,14 @@ fn protocol_of(route: &str) -> &'static str {
     }
 }
 
-/// The server span of an HTTP request when it is traced (see [`decide`]),
-/// else `None`: named `METHOD route` (`POST /v2/models/{m}/infer`), child
+/// The server span of an HTTP request that matched `route` (its pattern)
+/// when it is traced (see [`decide`]), else `None`: named `METHOD route`
+/// (`POST /v2/models/{m}/infer`), child
 /// of the caller's `traceparent` when sent, with the method, route, path
 /// and protocol (the model name and version are recorded when the request
 /// resolves a model, the status by [`record_http_status`]).
-pub fn http_server_span(req: &Request) -> Option<tracing::Span> {
+pub fn http_server_span(req: &Request, route: &str) -> Option<tracing::Span> {
     let remote = decide(req.headers())?;
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str());
     let method = req.method().as_str();
     let span = tracing::info_span!(
         target: "ferroserve::trace",

@@ -290,7 +290,7 @@ async fn harness_with(auth: Option<Arc<ferroserve_server::auth::Auth>>) -> Harne
     ));
     registry.load_startup_models().await.unwrap();
     registry.set_ready(true);
-    let state = AppState {
+    let state = AppState::new(ferroserve_server::state::Shared {
         registry,
         max_body_bytes: 1 << 20,
         metrics: Some(Arc::new(ferroserve_server::metrics::Metrics::default())),
@@ -299,7 +299,7 @@ async fn harness_with(auth: Option<Arc<ferroserve_server::auth::Auth>>) -> Harne
         cors_allow_origins: Arc::from(Vec::<String>::new()),
         logger: None,
         limits: Default::default(),
-    };
+    });
     Harness {
         gen,
         state,
@@ -323,7 +323,7 @@ impl Harness {
         body: Option<Value>,
         key: Option<&str>,
     ) -> (StatusCode, String) {
-        let app = ferroserve_server::http::router(self.state.clone());
+        let app = ferroserve_server::http::app(self.state.clone());
         let mut req = Request::builder().method(method).uri(path);
         if let Some(k) = key {
             req = req.header("x-api-key", k);
@@ -1248,7 +1248,7 @@ async fn wait_cancelled(h: &Harness, want: usize) {
 #[tokio::test]
 async fn dropping_the_stream_body_cancels_generation() {
     let h = harness().await;
-    let app = ferroserve_server::http::router(h.state.clone());
+    let app = ferroserve_server::http::app(h.state.clone());
     let req = Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
         .body(Body::from(
@@ -1270,7 +1270,7 @@ async fn dropping_the_stream_body_cancels_generation() {
 async fn serve(h: &Harness) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = ferroserve_server::http::router(h.state.clone());
+    let app = ferroserve_server::http::app(h.state.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -4,6 +4,8 @@
 
 pub(crate) mod body;
 mod edge;
+
+pub use edge::{App, AppFuture};
 pub mod error;
 mod mlflow;
 mod openai;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::state::AppState;
@@ -46,21 +48,36 @@ fn http_auth(state: &AppState) -> Option<crate::auth::HttpAuth> {
     })
 }
 
-/// Adds `edge` to every route of `router` (nothing when all is off).
-fn with_edge(router: Router, edge: edge::Edge) -> Router {
-    if edge.is_empty() {
-        router
-    } else {
-        router.layer(edge::EdgeLayer(Arc::new(edge)))
+/// Routes `routes` (pattern, handlers), answers unmatched paths with the
+/// v2 `404`, puts `edge` around the router and CORS around that when
+/// `cors_origins` is not empty.
+fn assemble(
+    routes: Vec<(&'static str, MethodRouter<AppState>)>,
+    state: AppState,
+    mut edge: edge::Edge,
+    cors_origins: &[String],
+) -> App {
+    let mut router = Router::new();
+    for (pattern, handlers) in routes {
+        router = router.route(pattern, handlers);
+        // axum has accepted the pattern, so the same matcher accepts it.
+        if let Err(e) = edge.routes.add(pattern) {
+            tracing::error!(pattern, error = %e, "route pattern not labelled");
+        }
+    }
+    let app = App::new(router.fallback(v2::not_found).with_state(state), edge);
+    match cors(cors_origins) {
+        Some(cors) => app.with_cors(cors),
+        None => app,
     }
 }
 
-/// Adds the CORS layer when origins are configured (nothing otherwise).
-fn with_cors(router: Router, origins: &[String]) -> Router {
+/// The CORS layer when origins are configured.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use axum::http::{header, HeaderName, HeaderValue, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     if origins.is_empty() {
-        return router;
+        return None;
     }
     let list: Vec<HeaderValue> = origins
         .iter()
@@ -81,82 +98,80 @@ fn with_cors(router: Router, origins: &[String]) -> Router {
             HeaderName::from_static("inference-header-content-length"),
         ])
         .max_age(std::time::Duration::from_secs(600));
-    router.layer(cors)
+    Some(cors)
 }
 
-/// A router serving only `/metrics` (for `--metrics_port`).
-pub fn metrics_router(state: AppState) -> Router {
+/// The app serving only `/metrics` (for `--metrics_port`).
+pub fn metrics_app(state: AppState) -> App {
     let edge = edge::Edge {
         auth: http_auth(&state),
         ..Default::default()
     };
-    let router = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state);
-    with_edge(router, edge)
+    assemble(vec![("/metrics", get(metrics))], state, edge, &[])
 }
 
-/// Builds the HTTP router with every REST endpoint.
-pub fn router(state: AppState) -> Router {
-    let outer = state.clone();
-    let router = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/", get(v2::server_metadata))
-        .route("/v2/models/stats", get(v2::stats_all))
-        .route("/v2/models/{m}", get(v2::metadata))
-        .route("/v2/models/{m}/ready", get(v2::model_ready))
-        .route("/v2/models/{m}/config", get(v2::config))
-        .route("/v2/models/{m}/stats", get(v2::stats))
-        .route("/v2/models/{m}/infer", post(v2::infer))
-        .route("/v2/models/{m}/versions/{v}", get(v2::metadata_version))
-        .route(
+/// The REST front end: every endpoint, with the edge features configured
+/// in `state`.
+pub fn app(state: AppState) -> App {
+    let routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![
+        ("/metrics", get(metrics)),
+        ("/v2/health/live", get(v2::live)),
+        ("/v2/health/ready", get(v2::ready)),
+        ("/v2", get(v2::server_metadata)),
+        ("/v2/", get(v2::server_metadata)),
+        ("/v2/models/stats", get(v2::stats_all)),
+        ("/v2/models/{m}", get(v2::metadata)),
+        ("/v2/models/{m}/ready", get(v2::model_ready)),
+        ("/v2/models/{m}/config", get(v2::config)),
+        ("/v2/models/{m}/stats", get(v2::stats)),
+        ("/v2/models/{m}/infer", post(v2::infer)),
+        ("/v2/models/{m}/versions/{v}", get(v2::metadata_version)),
+        (
             "/v2/models/{m}/versions/{v}/ready",
             get(v2::model_ready_version),
-        )
-        .route(
+        ),
+        (
             "/v2/models/{m}/versions/{v}/config",
             get(v2::config_version),
-        )
-        .route("/v2/models/{m}/versions/{v}/stats", get(v2::stats_version))
-        .route("/v2/models/{m}/versions/{v}/infer", post(v2::infer_version))
-        .route("/v2/repository/index", post(repository::index))
-        .route("/v2/repository/models/{m}/load", post(repository::load))
-        .route("/v2/repository/models/{m}/unload", post(repository::unload))
-        .route("/v1/models", get(v1::list))
-        .route("/openai/v1/models", get(openai::models))
-        .route("/openai/v1/models/{m}", get(openai::model))
-        .route("/openai/v1/completions", post(openai::completions))
-        .route(
+        ),
+        ("/v2/models/{m}/versions/{v}/stats", get(v2::stats_version)),
+        ("/v2/models/{m}/versions/{v}/infer", post(v2::infer_version)),
+        ("/v2/repository/index", post(repository::index)),
+        ("/v2/repository/models/{m}/load", post(repository::load)),
+        ("/v2/repository/models/{m}/unload", post(repository::unload)),
+        ("/v1/models", get(v1::list)),
+        ("/openai/v1/models", get(openai::models)),
+        ("/openai/v1/models/{m}", get(openai::model)),
+        ("/openai/v1/completions", post(openai::completions)),
+        (
             "/openai/v1/chat/completions",
             post(openai::chat_completions),
-        )
-        .route("/openai/v1/embeddings", post(openai::embeddings))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/models/{m}", get(v1::status).post(v1::verb))
-        .route("/invocations", post(mlflow::invocations))
-        .route("/ping", get(mlflow::ping))
-        .route("/health", get(mlflow::ping))
-        .route("/version", get(mlflow::version))
-        .fallback(v2::not_found)
-        .with_state(state);
+        ),
+        ("/openai/v1/embeddings", post(openai::embeddings)),
+        ("/v1/completions", post(openai::completions)),
+        ("/v1/chat/completions", post(openai::chat_completions)),
+        ("/v1/embeddings", post(openai::embeddings)),
+        ("/v1/models/{m}", get(v1::status).post(v1::verb)),
+        ("/invocations", post(mlflow::invocations)),
+        ("/ping", get(mlflow::ping)),
+        ("/health", get(mlflow::ping)),
+        ("/version", get(mlflow::version)),
+    ];
     // Tracing, metrics (refusals are counted), limits, auth, then the
     // request logger (authorized requests only): see `edge`. CORS outermost
     // (preflights carry no credentials).
     let edge = edge::Edge {
         tracing: crate::telemetry::enabled(),
-        metrics: outer.metrics.clone(),
-        max_header_bytes: outer.limits.max_header_bytes,
-        request_timeout: outer.limits.request_timeout,
-        auth: http_auth(&outer),
-        logger: outer.logger.as_ref().map(|l| crate::logger::HttpLogging {
+        metrics: state.metrics.clone(),
+        max_header_bytes: state.limits.max_header_bytes,
+        request_timeout: state.limits.request_timeout,
+        auth: http_auth(&state),
+        logger: state.logger.as_ref().map(|l| crate::logger::HttpLogging {
             logger: Arc::clone(l),
-            max_body_bytes: outer.max_body_bytes,
+            max_body_bytes: state.max_body_bytes,
         }),
+        routes: edge::RouteTable::default(),
     };
-    with_cors(with_edge(router, edge), &outer.cors_allow_origins)
+    let origins = Arc::clone(&state.cors_allow_origins);
+    assemble(routes, state, edge, &origins)
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -55,14 +55,10 @@ pub struct HttpLogging {
 }
 
 impl HttpLogging {
-    /// Whether `req` is logged: a POST to an inference route (`req` has
-    /// passed the router, which records the route matched).
-    pub fn wants(&self, req: &Request) -> bool {
-        req.method() == Method::POST
-            && req
-                .extensions()
-                .get::<MatchedPath>()
-                .is_some_and(|p| LOGGED_ROUTES.contains(&p.as_str()))
+    /// Whether `req`, which matched `route` (its pattern), is logged: a
+    /// POST to an inference route.
+    pub fn wants(&self, req: &Request, route: &str) -> bool {
+        req.method() == Method::POST && LOGGED_ROUTES.contains(&route)
     }
 
     /// Starts logging `req`: its body (when requests are logged) is

@@ -2,13 +2,19 @@
 //!
 //! HTTP sinks take events from a tokio channel (their sender tasks wait on
 //! it). The file sink's writer thread takes them in batches from a
-//! [`BatchQueue`]: a mutex-guarded vector it swaps for an empty one, so a
-//! push costs an uncontended lock and a `Vec::push`, and the request path
-//! wakes the writer only when it sleeps for want of events (one flag read
+//! [`BatchQueue`]: mutex-guarded vectors it swaps for empty ones, so a push
+//! costs an uncontended lock and a `Vec::push`, and the request path wakes
+//! the writer only when it sleeps for want of events (one flag read
 //! otherwise). A tokio channel costs a semaphore permit and a linked block
 //! list per event, which the writer, taking everything at once, never needs.
+//!
+//! The vectors are sharded by thread: with one shared vector, its lock and
+//! its tail moved between the cores of the threads pushing on every event
+//! (~0.1 µs each, measured in bench/overhead); each thread now pushes to
+//! its own shard and only the writer, once a batch, touches them all.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 
@@ -47,16 +53,45 @@ impl Queue {
     pub(crate) fn len(&self) -> usize {
         match self {
             Queue::Channel { tx, capacity } => capacity.saturating_sub(tx.capacity()),
-            Queue::Batch(q) => q.events.lock().len(),
+            Queue::Batch(q) => q.len(),
         }
     }
 }
 
+/// Shards of a [`BatchQueue`]: enough for every core's worker thread to
+/// have its own on the machines we run on.
+const SHARDS: usize = 16;
+
+/// A shard on cache lines of its own (two: adjacent-line prefetching).
+#[repr(align(128))]
+struct Shard(Mutex<Vec<Event>>);
+
+thread_local! {
+    /// This thread's shard, picked on its first push.
+    static MY_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Hands shards to threads in turn.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+/// The shard of the calling thread.
+fn my_shard() -> usize {
+    MY_SHARD.with(|s| match s.get() {
+        Some(i) => i,
+        None => {
+            let i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(Some(i));
+            i
+        }
+    })
+}
+
 /// A bounded queue of events taken all at once by one thread (see the
-/// module documentation).
+/// module documentation). Events are taken in the order of their time.
 pub(crate) struct BatchQueue {
-    events: Mutex<Vec<Event>>,
-    capacity: usize,
+    shards: Box<[Shard]>,
+    /// Most events in one shard; a full shard spills into the others.
+    per_shard: usize,
     /// Set by the taker before it parks for want of events.
     parked: AtomicBool,
     closed: AtomicBool,
@@ -67,23 +102,32 @@ impl BatchQueue {
     /// An empty queue holding at most `capacity` events.
     pub(crate) fn new(capacity: usize) -> Self {
         BatchQueue {
-            events: Mutex::new(Vec::new()),
-            capacity: capacity.max(1),
+            shards: (0..SHARDS).map(|_| Shard(Mutex::new(Vec::new()))).collect(),
+            per_shard: capacity.max(1).div_ceil(SHARDS),
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             taker: OnceLock::new(),
         }
     }
 
-    /// Queues `ev`, waking the taker if it sleeps; drops `ev` when the
-    /// queue is full or closed.
+    /// Queues `ev` in the calling thread's shard (another one when that is
+    /// full), waking the taker if it sleeps; drops `ev` when every shard is
+    /// full or the queue is closed.
     pub(crate) fn push(&self, ev: Event) -> Result<(), Full> {
-        {
-            let mut q = self.events.lock();
-            if q.len() >= self.capacity || self.closed.load(Ordering::Relaxed) {
-                return Err(Full);
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Full);
+        }
+        let mine = my_shard();
+        let mut ev = Some(ev);
+        for i in (0..SHARDS).map(|k| (mine + k) % SHARDS) {
+            let mut q = self.shards[i].0.lock();
+            if q.len() < self.per_shard {
+                q.extend(ev.take());
+                break;
             }
-            q.push(ev);
+        }
+        if ev.is_some() {
+            return Err(Full);
         }
         // SeqCst pairs with `wait`: either the taker sees this event when it
         // looks after raising the flag, or this load sees the flag.
@@ -95,10 +139,35 @@ impl BatchQueue {
         Ok(())
     }
 
-    /// Moves every queued event into `batch` (which should be empty; its
-    /// allocation becomes the queue's).
+    /// Events waiting now.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.0.lock().is_empty())
+    }
+
+    /// Moves every queued event into `batch` (which should be empty), in
+    /// the order of their time.
     pub(crate) fn take(&self, batch: &mut Vec<Event>) {
-        std::mem::swap(&mut *self.events.lock(), batch);
+        let mut shards = 0;
+        for s in self.shards.iter() {
+            let mut q = s.0.lock();
+            if !q.is_empty() {
+                shards += 1;
+                if batch.is_empty() {
+                    // Swap: the shard keeps the allocation `batch` had.
+                    std::mem::swap(&mut *q, batch);
+                } else {
+                    batch.append(&mut q);
+                }
+            }
+        }
+        if shards > 1 {
+            // Each shard is in order already: a stable sort merges runs.
+            batch.sort_by_key(|ev| ev.time);
+        }
     }
 
     /// Called by the one thread that takes events: parks it until the
@@ -106,14 +175,14 @@ impl BatchQueue {
     pub(crate) fn wait(&self) -> bool {
         let _ = self.taker.set(std::thread::current());
         loop {
-            if !self.events.lock().is_empty() {
+            if !self.is_empty() {
                 return true;
             }
             if self.closed.load(Ordering::SeqCst) {
                 return false;
             }
             self.parked.store(true, Ordering::SeqCst);
-            if self.events.lock().is_empty() && !self.closed.load(Ordering::SeqCst) {
+            if self.is_empty() && !self.closed.load(Ordering::SeqCst) {
                 // Spurious wake-ups only cost another look.
                 std::thread::park();
             }
@@ -154,15 +223,45 @@ mod tests {
 
     #[test]
     fn bounded_and_taken_in_order() {
-        let q = BatchQueue::new(2);
-        assert!(q.push(ev("a")).is_ok());
-        assert!(q.push(ev("b")).is_ok());
-        assert!(q.push(ev("c")).is_err());
+        let q = BatchQueue::new(2 * SHARDS);
+        for i in 0..2 * SHARDS {
+            assert!(q.push(ev(if i == 0 { "a" } else { "b" })).is_ok());
+        }
+        assert!(q.push(ev("c")).is_err(), "every shard is full");
         let mut batch = Vec::new();
         q.take(&mut batch);
         let ids: Vec<String> = batch.iter().map(|e| e.corr.id()).collect();
-        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(ids.len(), 2 * SHARDS);
+        assert_eq!(ids[0], "a");
+        assert!(ids[1..].iter().all(|id| id == "b"));
         assert!(q.push(ev("d")).is_ok(), "taking frees the room");
+    }
+
+    #[test]
+    fn events_of_several_threads_are_taken_in_time_order() {
+        let q = Arc::new(BatchQueue::new(4096));
+        let start = SystemTime::now();
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let q = Arc::clone(&q);
+                std::thread::spawn(move || {
+                    for i in 0..100u64 {
+                        let mut e = ev(&format!("{t}-{i}"));
+                        // Interleaved times: thread t's i-th event at 4i + t µs.
+                        e.time = start + Duration::from_micros(4 * i + t);
+                        q.push(e).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut batch = Vec::new();
+        q.take(&mut batch);
+        assert_eq!(batch.len(), 400);
+        assert!(batch.windows(2).all(|w| w[0].time <= w[1].time));
+        assert!(q.is_empty());
     }
 
     #[test]
@@ -186,7 +285,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             q.push(ev(&format!("e{i}"))).unwrap();
             let t = Instant::now();
-            while !q.events.lock().is_empty() {
+            while !q.is_empty() {
                 assert!(t.elapsed() < Duration::from_secs(5), "event {i} not taken");
                 std::thread::yield_now();
             }
