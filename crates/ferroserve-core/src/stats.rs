@@ -14,6 +14,46 @@ pub const LATENCY_BUCKETS_S: [f64; 17] = [
     2.5, 5.0, 10.0,
 ];
 
+/// A count, total duration and latency histogram in plain integers: a
+/// [`Duration64`]'s values read at once, or counted by one thread.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyCounts {
+    /// Occurrences.
+    pub count: u64,
+    /// Their total, in nanoseconds.
+    pub ns: u64,
+    /// Non-cumulative counts per bucket of [`LATENCY_BUCKETS_S`] (values
+    /// above the last bound are only in `count`).
+    pub buckets: [u64; 17],
+}
+
+impl LatencyCounts {
+    /// Adds one occurrence of `d`.
+    pub fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.count += 1;
+        self.ns = self.ns.saturating_add(ns);
+        if let Some(i) = bucket_of(ns) {
+            self.buckets[i] += 1;
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &LatencyCounts) {
+        self.count += other.count;
+        self.ns = self.ns.saturating_add(other.ns);
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+    }
+}
+
+/// The bucket of [`LATENCY_BUCKETS_S`] a duration of `ns` falls in.
+fn bucket_of(ns: u64) -> Option<usize> {
+    let secs = ns as f64 / 1e9;
+    LATENCY_BUCKETS_S.iter().position(|&b| secs <= b)
+}
+
 /// A cumulative count and duration, with a latency histogram.
 #[derive(Debug, Default)]
 pub struct Duration64 {
@@ -28,9 +68,18 @@ impl Duration64 {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.ns.fetch_add(ns, Ordering::Relaxed);
-        let secs = ns as f64 / 1e9;
-        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| secs <= b) {
+        if let Some(i) = bucket_of(ns) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The values now.
+    pub fn counts(&self) -> LatencyCounts {
+        let (count, ns) = self.get();
+        LatencyCounts {
+            count,
+            ns,
+            buckets: self.buckets(),
         }
     }
 

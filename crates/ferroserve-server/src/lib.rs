@@ -13,6 +13,7 @@ pub mod limits;
 pub mod logger;
 pub mod metrics;
 pub mod ratelimit;
+mod shard;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

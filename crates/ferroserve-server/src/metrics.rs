@@ -9,67 +9,53 @@
 //! Label values are escaped; label sets are bounded (routes come from the
 //! route table, gRPC methods from a fixed list, models from the registry).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferroserve_core::stats::{Duration64, LATENCY_BUCKETS_S};
+use ferroserve_core::stats::{LatencyCounts, LATENCY_BUCKETS_S};
 use ferroserve_core::Registry;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
-type Key = (Arc<str>, &'static str, u16);
+use crate::shard::{self, Padded, SHARDS};
 
-/// One route's histograms by method and status (a handful each).
-type ByStatus = Vec<(&'static str, u16, Arc<Duration64>)>;
+/// Route (or gRPC method), method, status.
+type Key = (&'static str, &'static str, u16);
 
-/// Request counts and latencies of one front end, by route/method/status.
-/// Recording looks the route up by `&str` under a read lock and bumps
-/// atomics: no allocation, no exclusive lock once a label set exists.
+/// Request counts and latencies of one front end, by route/method/status,
+/// counted per thread ([`crate::shard`]): recording locks the calling
+/// thread's shard (uncontended), finds the label set among the few that
+/// thread has seen and adds to plain integers; a scrape sums the shards.
 #[derive(Default)]
 pub struct RequestMetrics {
-    by_route: RwLock<HashMap<Arc<str>, ByStatus>>,
+    shards: [Padded<Mutex<Vec<(Key, LatencyCounts)>>>; SHARDS],
 }
 
 impl RequestMetrics {
     /// Records one request.
-    pub fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let find = |v: &ByStatus| {
-            v.iter()
-                .find(|(m, s, _)| *m == method && *s == status)
-                .map(|(_, _, h)| Arc::clone(h))
-        };
-        if let Some(v) = self.by_route.read().get(route) {
-            if let Some((_, _, h)) = v.iter().find(|(m, s, _)| *m == method && *s == status) {
-                h.record(took);
-                return;
+    pub fn record(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
+        let mut series = self.shards[shard::this_thread()].0.lock();
+        let key = (route, method, status);
+        match series.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, counts)) => counts.record(took),
+            None => {
+                let mut counts = LatencyCounts::default();
+                counts.record(took);
+                series.push((key, counts));
             }
         }
-        let mut map = self.by_route.write();
-        let v = map.entry(Arc::from(route)).or_default();
-        let h = match find(v) {
-            Some(h) => h,
-            None => {
-                let h = Arc::new(Duration64::default());
-                v.push((method, status, Arc::clone(&h)));
-                h
-            }
-        };
-        h.record(took);
     }
 
-    fn snapshot(&self) -> Vec<(Key, Arc<Duration64>)> {
-        let mut v: Vec<_> = self
-            .by_route
-            .read()
-            .iter()
-            .flat_map(|(route, by)| {
-                by.iter()
-                    .map(|(m, s, h)| ((Arc::clone(route), *m, *s), Arc::clone(h)))
-            })
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+    /// Every label set's counts, summed over the shards, in label order.
+    fn snapshot(&self) -> BTreeMap<Key, LatencyCounts> {
+        let mut all = BTreeMap::<Key, LatencyCounts>::new();
+        for shard in &self.shards {
+            for (key, counts) in shard.0.lock().iter() {
+                all.entry(*key).or_default().merge(counts);
+            }
+        }
+        all
     }
 }
 
@@ -138,11 +124,11 @@ impl Out {
     }
 
     /// A histogram in seconds from a duration statistic.
-    fn histogram(&mut self, name: &str, labels: &str, d: &Duration64) {
-        let (count, ns) = d.get();
+    fn histogram(&mut self, name: &str, labels: &str, d: &LatencyCounts) {
+        let LatencyCounts { count, ns, buckets } = *d;
         let mut cumulative = 0u64;
         let sep = if labels.is_empty() { "" } else { "," };
-        for (le, n) in LATENCY_BUCKETS_S.iter().zip(d.buckets()) {
+        for (le, n) in LATENCY_BUCKETS_S.iter().zip(buckets) {
             cumulative += n;
             self.sample(
                 &format!("{name}_bucket"),
@@ -199,7 +185,7 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
                 1 => &m.stats.compute_infer,
                 _ => &m.stats.compute_output,
             };
-            o.histogram(name, &kserve_label(m), d);
+            o.histogram(name, &kserve_label(m), &d.counts());
         }
     }
     o.head(
@@ -250,7 +236,7 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
                 1 => &m.stats.queue,
                 _ => &m.stats.compute_infer,
             };
-            o.histogram(name, &label(m), d);
+            o.histogram(name, &label(m), &d.counts());
         }
     }
     o.head(
@@ -337,7 +323,7 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
     for ((route, method, status), h) in metrics.http.snapshot() {
         let l = format!(
             "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-            esc(&route)
+            esc(route)
         );
         o.histogram("ferroserve_http_request_duration_seconds", &l, &h);
     }
@@ -347,7 +333,7 @@ pub fn render(registry: &Registry, metrics: &Metrics, started: Instant) -> Strin
         "gRPC requests by method and gRPC status code",
     );
     for ((method, _, status), h) in metrics.grpc.snapshot() {
-        let l = format!("method=\"{}\",grpc_status=\"{status}\"", esc(&method));
+        let l = format!("method=\"{}\",grpc_status=\"{status}\"", esc(method));
         o.histogram("ferroserve_grpc_request_duration_seconds", &l, &h);
     }
 
@@ -567,13 +553,39 @@ mod tests {
     }
 
     #[test]
+    fn request_metrics_of_every_thread_are_summed() {
+        let m = Arc::new(RequestMetrics::default());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        m.record("/a", "POST", 200, Duration::from_micros(20));
+                    }
+                    m.record("/b", "GET", 404, Duration::from_millis(3));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let snap = m.snapshot();
+        let keys: Vec<_> = snap.keys().copied().collect();
+        assert_eq!(keys, [("/a", "POST", 200), ("/b", "GET", 404)]);
+        let a = snap[&("/a", "POST", 200)];
+        assert_eq!((a.count, a.buckets[0]), (30, 30));
+        assert_eq!(a.ns, 30 * 20_000);
+        assert_eq!(snap[&("/b", "GET", 404)].count, 3);
+    }
+
+    #[test]
     fn histogram_is_cumulative() {
-        let d = Duration64::default();
+        let d = ferroserve_core::stats::Duration64::default();
         d.record(Duration::from_micros(20));
         d.record(Duration::from_millis(3));
         d.record(Duration::from_secs(20));
         let mut o = Out(String::new());
-        o.histogram("h", "m=\"x\"", &d);
+        o.histogram("h", "m=\"x\"", &d.counts());
         assert!(o.0.contains("h_bucket{m=\"x\",le=\"0.00005\"} 1\n"));
         assert!(o.0.contains("h_bucket{m=\"x\",le=\"0.005\"} 2\n"));
         assert!(o.0.contains("h_bucket{m=\"x\",le=\"10\"} 2\n"));

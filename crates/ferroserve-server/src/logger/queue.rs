@@ -8,13 +8,10 @@
 //! otherwise). A tokio channel costs a semaphore permit and a linked block
 //! list per event, which the writer, taking everything at once, never needs.
 //!
-//! The vectors are sharded by thread: with one shared vector, its lock and
-//! its tail moved between the cores of the threads pushing on every event
-//! (~0.1 µs each, measured in bench/overhead); each thread now pushes to
-//! its own shard and only the writer, once a batch, touches them all.
+//! The vectors are sharded by thread ([`crate::shard`]): each thread pushes
+//! to its own, and only the writer, once a batch, touches them all.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 
@@ -22,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::event::Event;
+use crate::shard::{self, Padded, SHARDS};
 
 /// The queue had no room (or was closed): the event was dropped.
 #[derive(Debug)]
@@ -58,33 +56,8 @@ impl Queue {
     }
 }
 
-/// Shards of a [`BatchQueue`]: enough for every core's worker thread to
-/// have its own on the machines we run on.
-const SHARDS: usize = 16;
-
-/// A shard on cache lines of its own (two: adjacent-line prefetching).
-#[repr(align(128))]
-struct Shard(Mutex<Vec<Event>>);
-
-thread_local! {
-    /// This thread's shard, picked on its first push.
-    static MY_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// Hands shards to threads in turn.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-/// The shard of the calling thread.
-fn my_shard() -> usize {
-    MY_SHARD.with(|s| match s.get() {
-        Some(i) => i,
-        None => {
-            let i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            s.set(Some(i));
-            i
-        }
-    })
-}
+/// A shard of a [`BatchQueue`].
+type Shard = Padded<Mutex<Vec<Event>>>;
 
 /// A bounded queue of events taken all at once by one thread (see the
 /// module documentation). Events are taken in the order of their time.
@@ -102,7 +75,9 @@ impl BatchQueue {
     /// An empty queue holding at most `capacity` events.
     pub(crate) fn new(capacity: usize) -> Self {
         BatchQueue {
-            shards: (0..SHARDS).map(|_| Shard(Mutex::new(Vec::new()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Padded(Mutex::new(Vec::new())))
+                .collect(),
             per_shard: capacity.max(1).div_ceil(SHARDS),
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -117,7 +92,7 @@ impl BatchQueue {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Full);
         }
-        let mine = my_shard();
+        let mine = shard::this_thread();
         let mut ev = Some(ev);
         for i in (0..SHARDS).map(|k| (mine + k) % SHARDS) {
             let mut q = self.shards[i].0.lock();
