@@ -23,13 +23,16 @@ use crate::shard::{self, Padded, SHARDS};
 /// Route (or gRPC method), method, status.
 type Key = (&'static str, &'static str, u16);
 
+/// One thread's label sets and their counts.
+type Series = Vec<(Key, LatencyCounts)>;
+
 /// Request counts and latencies of one front end, by route/method/status,
 /// counted per thread ([`crate::shard`]): recording locks the calling
 /// thread's shard (uncontended), finds the label set among the few that
 /// thread has seen and adds to plain integers; a scrape sums the shards.
 #[derive(Default)]
 pub struct RequestMetrics {
-    shards: [Padded<Mutex<Vec<(Key, LatencyCounts)>>>; SHARDS],
+    shards: [Padded<Mutex<Series>>; SHARDS],
 }
 
 impl RequestMetrics {

@@ -246,8 +246,9 @@ fn next_random() -> u64 {
 /// `tracestate`); returns the remote parent context to adopt when it is.
 fn decide(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
     let sampler = SAMPLER.get()?;
+    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     let remote = headers
-        .contains_key("traceparent")
+        .contains_key(TRACEPARENT)
         .then(|| TraceContextPropagator::new().extract(&HeaderExtractor(headers)));
     let parent = remote.as_ref().map(|cx| cx.span().span_context().clone());
     if !sampler.sample(parent.as_ref()) {

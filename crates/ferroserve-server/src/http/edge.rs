@@ -3,7 +3,7 @@
 //! tracing server span, request metrics, the header size limit, the
 //! request timeout, authentication and authorization, and the request
 //! logger (authorized requests only). CORS, when configured, sits outside
-//! it (preflights carry no credentials).
+//! it (preflights carry no credentials); [`super::App`] puts them together.
 //!
 //! Around the router rather than as a `Router::layer`, because axum wraps
 //! every route in a boxed service for a layer and clones it (with the
@@ -22,18 +22,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::future::RouteFuture;
 use axum::Router;
-use futures::future::Either;
-use tower::util::BoxCloneSyncService;
 use tower::{Service as _, ServiceExt as _};
 
+use super::routes::RouteTable;
 use crate::auth::HttpAuth;
 use crate::logger::HttpLogging;
 use crate::metrics::Metrics;
@@ -149,114 +145,11 @@ async fn call(router: Router, req: Request) -> Response {
     }
 }
 
-/// The label of requests that matched no route.
-pub const UNMATCHED: &str = "unmatched";
-
-/// The route patterns of a router, to tell which one a request path
-/// matches before the router runs. matchit is the matcher axum itself uses
-/// (the same version), so both agree on every path.
-pub struct RouteTable {
-    routes: matchit::Router<&'static str>,
-    /// Tells tables apart in the per-thread cache of [`Self::matched`].
-    id: u64,
-}
-
-impl Default for RouteTable {
-    fn default() -> Self {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        RouteTable {
-            routes: matchit::Router::new(),
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        }
-    }
-}
-
-/// Paths up to this long are remembered by [`RouteTable::matched`].
-const CACHED_PATH: usize = 256;
-
-thread_local! {
-    /// The last path this thread matched: (table, path, route). Traffic
-    /// mostly repeats a few paths; comparing one costs a fraction of
-    /// matching it again.
-    static LAST_MATCH: std::cell::RefCell<(u64, String, &'static str)> =
-        const { std::cell::RefCell::new((u64::MAX, String::new(), UNMATCHED)) };
-}
-
-impl RouteTable {
-    /// Adds `pattern` (axum's syntax, as given to `Router::route`).
-    pub fn add(&mut self, pattern: &'static str) -> Result<(), matchit::InsertError> {
-        self.routes.insert(pattern, pattern)
-    }
-
-    /// The pattern `path` matches, or [`UNMATCHED`].
-    pub fn matched(&self, path: &str) -> &'static str {
-        LAST_MATCH.with(|last| {
-            let mut last = last.borrow_mut();
-            if last.0 == self.id && last.1 == path {
-                return last.2;
-            }
-            let route = self.routes.at(path).map_or(UNMATCHED, |m| *m.value);
-            if path.len() <= CACHED_PATH {
-                last.0 = self.id;
-                last.1.clear();
-                last.1.push_str(path);
-                last.2 = route;
-            }
-            route
-        })
-    }
-}
-
 /// A boxed future answering one request.
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-/// The future of an [`App`]: the router's own when the edge is off.
-pub type AppFuture = Either<RouteFuture<Infallible>, BoxFuture>;
-
-/// The REST front end as one service: the router, with the [`Edge`] around
-/// all of it when any feature is on, and CORS around that when configured.
-/// Cloning it is cheap (reference counts).
-#[derive(Clone)]
-pub struct App(Front);
-
-#[derive(Clone)]
-enum Front {
-    Routed {
-        router: Router,
-        edge: Option<Arc<Edge>>,
-    },
-    /// CORS around the rest: boxed, it is rarely on.
-    Cors(BoxCloneSyncService<Request, Response, Infallible>),
-}
-
-impl App {
-    /// `router` with `edge` around it (nothing when all of it is off).
-    pub fn new(router: Router, edge: Edge) -> Self {
-        let edge = (!edge.is_empty()).then(|| Arc::new(edge));
-        App(Front::Routed { router, edge })
-    }
-
-    /// This app with `cors` around it.
-    pub fn with_cors(self, cors: tower_http::cors::CorsLayer) -> Self {
-        let service = tower::ServiceBuilder::new().layer(cors).service(self);
-        App(Front::Cors(BoxCloneSyncService::new(service)))
-    }
-
-    /// Answers `req`.
-    pub fn serve(&self, req: Request) -> AppFuture {
-        match &self.0 {
-            Front::Routed { router, edge: None } => Either::Left(router.clone().call(req)),
-            Front::Routed {
-                router,
-                edge: Some(edge),
-            } => Either::Right(edge_call(edge, router, req)),
-            Front::Cors(service) => Either::Right(Box::pin(service.clone().oneshot(req))),
-        }
-    }
-}
-
 /// Serves `req` through `edge` and `router`.
-fn edge_call(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxFuture {
+pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxFuture {
     let matched = edge.routes.matched(req.uri().path());
     // A sampled request runs inside its server span (`traced_in` boxes the
     // future it wraps); deciding here keeps the span out of every other
@@ -317,52 +210,6 @@ fn slow(edge: &Arc<Edge>, router: &Router, req: Request, matched: &'static str) 
     Box::pin(async move { Ok(edge.metered(req, matched, router).await) })
 }
 
-impl<B> tower::Service<axum::http::Request<B>> for App
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = AppFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Routers (and so this) are always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: axum::http::Request<B>) -> AppFuture {
-        self.serve(req.map(Body::new))
-    }
-}
-
-/// Served by hyper directly: no clone of the app per request, as
-/// `TowerToHyperService` would make.
-impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for App {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = AppFuture;
-
-    fn call(&self, req: axum::http::Request<hyper::body::Incoming>) -> AppFuture {
-        self.serve(req.map(Body::new))
-    }
-}
-
-/// Lets `axum::serve` serve an [`App`] as it serves a `Router`.
-impl<L: axum::serve::Listener> tower::Service<axum::serve::IncomingStream<'_, L>> for App {
-    type Response = App;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<App, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _stream: axum::serve::IncomingStream<'_, L>) -> Self::Future {
-        std::future::ready(Ok(self.clone()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,29 +218,13 @@ mod tests {
     /// (nested `async fn`s, a timer or a rarely taken path held inline
     /// once made it 5 KB).
     #[test]
-    fn route_table_matches_as_axum_and_tells_tables_apart() {
-        let mut a = RouteTable::default();
-        a.add("/v2/models/{m}/infer").unwrap();
-        a.add("/v2/models/{m}/versions/{v}/infer").unwrap();
-        let mut b = RouteTable::default();
-        b.add("/v2/models/{m}").unwrap();
-        for _ in 0..2 {
-            // Twice: the second time from the per-thread cache.
-            assert_eq!(a.matched("/v2/models/x/infer"), "/v2/models/{m}/infer");
-            assert_eq!(b.matched("/v2/models/x/infer"), UNMATCHED);
-            assert_eq!(b.matched("/v2/models/x"), "/v2/models/{m}");
-            assert_eq!(a.matched("/v2/models/x"), UNMATCHED);
-            assert_eq!(
-                a.matched("/v2/models/x/versions/2/infer"),
-                "/v2/models/{m}/versions/{v}/infer"
-            );
-        }
-    }
-
-    #[test]
     fn request_future_stays_small() {
         let edge = Edge::default();
-        let fut = edge.metered(Request::new(Body::empty()), UNMATCHED, Router::new());
+        let fut = edge.metered(
+            Request::new(axum::body::Body::empty()),
+            crate::http::routes::UNMATCHED,
+            Router::new(),
+        );
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 3 * 1024, "edge future is {size} bytes");
     }

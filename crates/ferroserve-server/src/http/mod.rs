@@ -2,16 +2,18 @@
 //! MLflow's scoring protocol (`/invocations`), and the OpenAI API
 //! (`/openai/v1/...` and `/v1/...`).
 
+mod app;
 pub(crate) mod body;
 mod edge;
-
-pub use edge::{App, AppFuture};
 pub mod error;
 mod mlflow;
 mod openai;
 mod repository;
+mod routes;
 mod v1;
 mod v2;
+
+pub use app::{App, AppFuture};
 
 use std::sync::Arc;
 
@@ -170,7 +172,7 @@ pub fn app(state: AppState) -> App {
             logger: Arc::clone(l),
             max_body_bytes: state.max_body_bytes,
         }),
-        routes: edge::RouteTable::default(),
+        routes: routes::RouteTable::default(),
     };
     let origins = Arc::clone(&state.cors_allow_origins);
     assemble(routes, state, edge, &origins)

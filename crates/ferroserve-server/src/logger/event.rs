@@ -260,10 +260,39 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+thread_local! {
+    /// The last second [`write_rfc3339`] rendered on this thread and its
+    /// `YYYY-MM-DDTHH:MM:SS`: events come many per second, so most need
+    /// only their microseconds rendered.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 19])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
 /// Appends `t` as RFC 3339 UTC with microseconds (no quotes).
 pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let (secs, micros) = (d.as_secs(), d.subsec_micros());
+    let head = LAST_SECOND.with(|last| match last.get() {
+        (s, head) if s == secs => head,
+        _ => {
+            let head = render_second(secs);
+            last.set((secs, head));
+            head
+        }
+    });
+    let mut tail = *b".000000Z";
+    let mut v = micros;
+    for b in tail[1..7].iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&tail);
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS` (UTC).
+fn render_second(secs: u64) -> [u8; 19] {
+    let secs = secs as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -276,8 +305,8 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let (h, m, sec) = (sod / 3600, sod % 3600 / 60, sod % 60);
-    // By hand rather than `write!`: this runs twice per logged inference.
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    // By hand rather than `write!`: this runs for every logged event.
+    let mut b = *b"0000-00-00T00:00:00";
     let mut put = |at: usize, width: usize, mut v: u64| {
         for i in (at..at + width).rev() {
             b[i] = b'0' + (v % 10) as u8;
@@ -290,8 +319,7 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     put(11, 2, h as u64);
     put(14, 2, m as u64);
     put(17, 2, sec as u64);
-    put(20, 6, u64::from(d.subsec_micros()));
-    out.extend_from_slice(&b);
+    b
 }
 
 /// Appends `data` in standard base64 with padding.

@@ -67,7 +67,7 @@ impl HttpLogging {
     pub fn begin(&self, req: &mut Request) -> Exchange {
         let logger = &self.logger;
         let shared = Arc::new(Shared {
-            corr: logger.begin(|name| req.headers().get(name).map(HeaderValue::as_bytes)),
+            corr: logger.begin(req.headers()),
             logger: Arc::clone(logger),
             cap: self.max_body_bytes,
             unread: Mutex::new(None),

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -43,6 +43,12 @@ pub use middleware::{Exchange, HttpLogging};
 use deliver::{Remote, Shared};
 use event::{Attributes, Event, EventId, TraceHeaders};
 use queue::{BatchQueue, Queue};
+
+/// Headers read for every logged request, by constant name (a name given
+/// as `&str` is parsed on each lookup).
+const CE_ID: HeaderName = HeaderName::from_static("ce-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// CloudEvents type of a logged request.
 pub const CE_INFERENCE_REQUEST: &str = "org.kubeflow.serving.inference.request";
@@ -408,13 +414,15 @@ impl Logger {
         self.queue.len()
     }
 
-    /// The correlation of a request's events, from its headers (`header`
-    /// looks one up by lower-case name): the event id is its `Ce-Id` when
+    /// The correlation of a request's events, from its headers (HTTP, or
+    /// gRPC metadata): the event id is its `Ce-Id` when
     /// present and sensible (as KServe), else a new UUID; the trace context
     /// is this server's span when tracing is on, else the caller's
     /// `traceparent`/`tracestate` passed on unchanged.
-    pub fn begin<'a>(&self, header: impl Fn(&str) -> Option<&'a [u8]>) -> Correlation {
-        let id = match header("ce-id")
+    pub fn begin(&self, headers: &HeaderMap) -> Correlation {
+        let id = match headers
+            .get(&CE_ID)
+            .map(HeaderValue::as_bytes)
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.is_empty() && v.len() <= 256)
         {
@@ -423,7 +431,7 @@ impl Logger {
         };
         Correlation {
             id,
-            trace: trace_context(&header),
+            trace: trace_context(headers),
         }
     }
 
@@ -482,7 +490,7 @@ impl Logger {
         metadata: &tonic::metadata::MetadataMap,
         msg: &M,
     ) -> Correlation {
-        let corr = self.begin(|name| metadata.get(name).map(|v| v.as_bytes()));
+        let corr = self.begin(metadata.as_ref());
         if self.logs_request() {
             self.log(
                 EventKind::Request,
@@ -581,24 +589,29 @@ impl Logger {
 
 /// The trace context to forward with a request's events (see
 /// [`Logger::begin`]).
-fn trace_context<'a>(header: &impl Fn(&str) -> Option<&'a [u8]>) -> Option<Arc<TraceHeaders>> {
+fn trace_context(headers: &HeaderMap) -> Option<Arc<TraceHeaders>> {
     // Only a sampled request has a server span to name (a flag read;
     // looking the current span up costs more).
     if ferroserve_core::trace::in_traced_request() {
         let mut h = axum::http::HeaderMap::new();
         crate::telemetry::inject_current(&mut h);
-        if let Some(tp) = h.get("traceparent") {
+        if let Some(tp) = h.get(&TRACEPARENT) {
             return Some(Arc::new(TraceHeaders {
                 traceparent: tp.clone(),
-                tracestate: h.get("tracestate").filter(|v| !v.is_empty()).cloned(),
+                tracestate: h.get(&TRACESTATE).filter(|v| !v.is_empty()).cloned(),
             }));
         }
     }
-    let value = |name| header(name).and_then(|v| HeaderValue::from_bytes(v).ok());
-    value("traceparent").map(|traceparent| {
+    // Copied: the caller's value shares the connection's read buffer.
+    let value = |name: HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+    };
+    value(TRACEPARENT).map(|traceparent| {
         Arc::new(TraceHeaders {
             traceparent,
-            tracestate: value("tracestate").filter(|v| !v.is_empty()),
+            tracestate: value(TRACESTATE).filter(|v| !v.is_empty()),
         })
     })
 }

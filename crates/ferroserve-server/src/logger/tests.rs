@@ -211,6 +211,15 @@ fn helpers() {
         rfc3339(UNIX_EPOCH + Duration::from_micros(1_709_251_199_123_456)),
         "2024-02-29T23:59:59.123456Z"
     );
+    // The same second again (from the per-thread cache), then the next.
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_micros(1_709_251_199_000_007)),
+        "2024-02-29T23:59:59.000007Z"
+    );
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_micros(1_709_251_200_999_999)),
+        "2024-03-01T00:00:00.999999Z"
+    );
     let u = event::EventId::random().to_string();
     assert_eq!(u.len(), 36);
     assert_eq!(&u[14..15], "4");
@@ -278,7 +287,7 @@ fn correlation_from_headers() {
     let _g = rt.enter();
     let l = start(&config(), &t);
     let mut h = HeaderMap::new();
-    let begin = |h: &HeaderMap| l.begin(|n| h.get(n).map(|v| v.as_bytes()));
+    let begin = |h: &HeaderMap| l.begin(h);
     let c = begin(&h);
     assert_eq!(c.id().len(), 36);
     assert!(c.trace.is_none());
