@@ -139,6 +139,11 @@ async fn blocking<T: Send + 'static>(
 /// The OpenAI model cards of the served models that generate or embed
 /// (only those `caller` may use, when one is given).
 pub(crate) fn model_cards(st: &AppState, caller: Option<&Principal>) -> Vec<ModelCard> {
+    if st.auth.is_some() && caller.is_none() {
+        // Auth is on but no principal was stored: show nothing rather
+        // than everything (the edge stores it for these routes).
+        return Vec::new();
+    }
     let created = unix_now();
     let mut cards: Vec<ModelCard> = Vec::new();
     for m in st.registry.loaded() {

@@ -28,7 +28,11 @@ pub async fn list(
         .registry
         .loaded()
         .iter()
-        .filter(|m| principal.is_none_or(|p| p.perms.allows_model(&m.name)))
+        .filter(|m| match principal {
+            Some(p) => p.perms.allows_model(&m.name),
+            // With auth on, no principal stored means nothing to show.
+            None => st.auth.is_none(),
+        })
         .map(|m| m.name.clone())
         .collect();
     names.dedup();
