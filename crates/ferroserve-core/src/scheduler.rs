@@ -730,7 +730,7 @@ fn purge_abandoned(q: &mut Queue) {
 /// Removes the picked entries (claiming each) and returns them in pick order.
 fn take(q: &mut Queue, picked: &[(usize, usize)]) -> Vec<Entry> {
     let mut order: Vec<(usize, (usize, usize))> = picked.iter().copied().enumerate().collect();
-    order.sort_by(|a, b| b.1.cmp(&a.1));
+    order.sort_by_key(|e| std::cmp::Reverse(e.1));
     let mut out: Vec<(usize, Entry)> = Vec::with_capacity(picked.len());
     for (pos, (li, i)) in order {
         if let Some(e) = q.levels[li].remove(i) {
@@ -795,11 +795,7 @@ fn split(out: &Tensor, batch: &[Entry], total_rows: usize) -> Result<Vec<Tensor>
             out.name, out.shape
         )));
     }
-    let per_row = if total_rows == 0 {
-        0
-    } else {
-        out.len() / total_rows
-    };
+    let per_row = out.len().checked_div(total_rows).unwrap_or(0);
     let mut pieces = Vec::with_capacity(batch.len());
     let mut row = 0usize;
     for e in batch {

@@ -42,8 +42,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf")
 }
 
-/// A fixture folder: (relative path, bytes) of its files.
-
 fn read_folder(root: &Path, dir: &Path, out: &mut Folder) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;

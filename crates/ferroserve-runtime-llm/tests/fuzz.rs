@@ -154,8 +154,6 @@ fn gguf_site_lists() -> &'static [Vec<(usize, usize)>] {
     S.get_or_init(|| gguf_seeds().iter().map(|b| gguf_sites(b)).collect())
 }
 
-/// A model folder: (file name, bytes) of its files.
-
 /// The files of the HuggingFace fixture folders.
 fn hf_seeds() -> &'static [Folder] {
     static S: OnceLock<Vec<Folder>> = OnceLock::new();

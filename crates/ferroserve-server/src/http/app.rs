@@ -29,6 +29,7 @@ pub struct App(Front);
 
 #[derive(Clone)]
 enum Front {
+    /// The router, with the edge when any of its features is on.
     Routed {
         router: Router,
         edge: Option<Arc<Edge>>,
@@ -39,13 +40,13 @@ enum Front {
 
 impl App {
     /// `router` with `edge` around it (nothing when all of it is off).
-    pub fn new(router: Router, edge: Edge) -> Self {
+    pub(crate) fn new(router: Router, edge: Edge) -> Self {
         let edge = (!edge.is_empty()).then(|| Arc::new(edge));
         App(Front::Routed { router, edge })
     }
 
     /// This app with `cors` around it.
-    pub fn with_cors(self, cors: tower_http::cors::CorsLayer) -> Self {
+    pub(crate) fn with_cors(self, cors: tower_http::cors::CorsLayer) -> Self {
         let service = tower::ServiceBuilder::new().layer(cors).service(self);
         App(Front::Cors(BoxCloneSyncService::new(service)))
     }
