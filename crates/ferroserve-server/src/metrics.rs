@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use ferroserve_core::stats::{LatencyCounts, LATENCY_BUCKETS_S};
 use ferroserve_core::Registry;
-use parking_lot::Mutex;
 
-use crate::shard::{self, Padded, SHARDS};
+use crate::shard::Sharded;
 
 /// Route (or gRPC method), method, status.
 type Key = (&'static str, &'static str, u16);
@@ -32,13 +31,13 @@ type Series = Vec<(Key, LatencyCounts)>;
 /// thread has seen and adds to plain integers; a scrape sums the shards.
 #[derive(Default)]
 pub struct RequestMetrics {
-    shards: [Padded<Mutex<Series>>; SHARDS],
+    shards: Sharded<Series>,
 }
 
 impl RequestMetrics {
     /// Records one request.
     pub fn record(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
-        let mut series = self.shards[shard::this_thread()].0.lock();
+        let mut series = self.shards.mine();
         let key = (route, method, status);
         match series.iter_mut().find(|(k, _)| *k == key) {
             Some((_, counts)) => counts.record(took),
@@ -53,8 +52,8 @@ impl RequestMetrics {
     /// Every label set's counts, summed over the shards, in label order.
     fn snapshot(&self) -> BTreeMap<Key, LatencyCounts> {
         let mut all = BTreeMap::<Key, LatencyCounts>::new();
-        for shard in &self.shards {
-            for (key, counts) in shard.0.lock().iter() {
+        for shard in self.shards.all() {
+            for (key, counts) in shard.lock().iter() {
                 all.entry(*key).or_default().merge(counts);
             }
         }

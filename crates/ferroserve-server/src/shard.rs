@@ -7,14 +7,11 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Shards per sharded value: enough for every core's worker thread to have
-/// its own on the machines we run on (more threads share them in turn).
-pub const SHARDS: usize = 16;
+use parking_lot::{Mutex, MutexGuard};
 
-/// A value on cache lines of its own (two: adjacent-line prefetching).
-#[repr(align(128))]
-#[derive(Default)]
-pub struct Padded<T>(pub T);
+/// Shards per [`Sharded`] value: enough for every core's worker thread to
+/// have its own on the machines we run on (more threads share them in turn).
+pub const SHARDS: usize = 16;
 
 thread_local! {
     /// This thread's shard, picked on first use.
@@ -25,7 +22,7 @@ thread_local! {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The shard (below [`SHARDS`]) of the calling thread.
-pub fn this_thread() -> usize {
+fn this_thread() -> usize {
     MINE.with(|s| match s.get() {
         Some(i) => i,
         None => {
@@ -34,4 +31,38 @@ pub fn this_thread() -> usize {
             i
         }
     })
+}
+
+/// A shard on cache lines of its own (two: adjacent-line prefetching).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(Mutex<T>);
+
+/// [`SHARDS`] values of `T`, each behind its own lock on its own cache
+/// lines; a thread always gets the same one first.
+#[derive(Default)]
+pub struct Sharded<T>([Padded<T>; SHARDS]);
+
+impl<T> Sharded<T> {
+    /// Shards made by `make`.
+    pub fn new(mut make: impl FnMut() -> T) -> Self {
+        Sharded(std::array::from_fn(|_| Padded(Mutex::new(make()))))
+    }
+
+    /// The calling thread's shard, locked.
+    pub fn mine(&self) -> MutexGuard<'_, T> {
+        self.0[this_thread()].0.lock()
+    }
+
+    /// Every shard, the calling thread's first, then the others in turn
+    /// (for spilling into another shard when one is full).
+    pub fn mine_then_others(&self) -> impl Iterator<Item = &Mutex<T>> {
+        let mine = this_thread();
+        (0..SHARDS).map(move |k| &self.0[(mine + k) % SHARDS].0)
+    }
+
+    /// Every shard, in a fixed order.
+    pub fn all(&self) -> impl Iterator<Item = &Mutex<T>> {
+        self.0.iter().map(|p| &p.0)
+    }
 }

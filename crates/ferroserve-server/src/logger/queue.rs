@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::event::Event;
-use crate::shard::{self, Padded, SHARDS};
+use crate::shard::{Sharded, SHARDS};
 
 /// The queue had no room (or was closed): the event was dropped.
 #[derive(Debug)]
@@ -56,13 +55,10 @@ impl Queue {
     }
 }
 
-/// A shard of a [`BatchQueue`].
-type Shard = Padded<Mutex<Vec<Event>>>;
-
 /// A bounded queue of events taken all at once by one thread (see the
 /// module documentation). Events are taken in the order of their time.
 pub(crate) struct BatchQueue {
-    shards: Box<[Shard]>,
+    shards: Sharded<Vec<Event>>,
     /// Most events in one shard; a full shard spills into the others.
     per_shard: usize,
     /// Set by the taker before it parks for want of events.
@@ -75,9 +71,7 @@ impl BatchQueue {
     /// An empty queue holding at most `capacity` events.
     pub(crate) fn new(capacity: usize) -> Self {
         BatchQueue {
-            shards: (0..SHARDS)
-                .map(|_| Padded(Mutex::new(Vec::new())))
-                .collect(),
+            shards: Sharded::new(Vec::new),
             per_shard: capacity.max(1).div_ceil(SHARDS),
             parked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -92,10 +86,9 @@ impl BatchQueue {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Full);
         }
-        let mine = shard::this_thread();
         let mut ev = Some(ev);
-        for i in (0..SHARDS).map(|k| (mine + k) % SHARDS) {
-            let mut q = self.shards[i].0.lock();
+        for shard in self.shards.mine_then_others() {
+            let mut q = shard.lock();
             if q.len() < self.per_shard {
                 q.extend(ev.take());
                 break;
@@ -116,19 +109,19 @@ impl BatchQueue {
 
     /// Events waiting now.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.shards.all().map(|s| s.lock().len()).sum()
     }
 
     fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.0.lock().is_empty())
+        self.shards.all().all(|s| s.lock().is_empty())
     }
 
     /// Moves every queued event into `batch` (which should be empty), in
     /// the order of their time.
     pub(crate) fn take(&self, batch: &mut Vec<Event>) {
         let mut shards = 0;
-        for s in self.shards.iter() {
-            let mut q = s.0.lock();
+        for s in self.shards.all() {
+            let mut q = s.lock();
             if !q.is_empty() {
                 shards += 1;
                 if batch.is_empty() {
