@@ -54,13 +54,6 @@ impl<T> Sharded<T> {
         self.0[this_thread()].0.lock()
     }
 
-    /// Every shard, the calling thread's first, then the others in turn
-    /// (for spilling into another shard when one is full).
-    pub fn mine_then_others(&self) -> impl Iterator<Item = &Mutex<T>> {
-        let mine = this_thread();
-        (0..SHARDS).map(move |k| &self.0[(mine + k) % SHARDS].0)
-    }
-
     /// Every shard, in a fixed order.
     pub fn all(&self) -> impl Iterator<Item = &Mutex<T>> {
         self.0.iter().map(|p| &p.0)

@@ -122,7 +122,7 @@ impl Edge {
         }
         match self.logger.as_ref().filter(|l| l.wants(&req, matched)) {
             Some(logging) => {
-                let exchange = logging.begin(&mut req);
+                let exchange = logging.begin(&mut req).bind(logging);
                 exchange.answer(call(router, req).await).await
             }
             None => call(router, req).await,
@@ -186,13 +186,16 @@ pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxF
             edge.record(probe, &refusal);
             return Box::pin(std::future::ready(Ok(refusal)));
         }
-        let exchange = match &edge.logger {
+        let started = match &edge.logger {
             Some(l) if l.wants(&req, matched) => Some(l.begin(&mut req)),
             _ => None,
         };
         let fut = router.clone().call(req);
         let edge = Arc::clone(edge);
         return Box::pin(async move {
+            // Tied to the logger before the handler runs: an exchange given
+            // up (dropped) still logs its request.
+            let exchange = started.zip(edge.logger.as_ref()).map(|(s, l)| s.bind(l));
             let Ok(mut resp) = fut.await;
             if let Some(exchange) = exchange {
                 resp = exchange.answer(resp).await;

@@ -1,12 +1,6 @@
-//! Delivery: a file sink's writer thread and an HTTP sink's sender tasks,
-//! both with retries, and the counters every outcome lands in.
-//!
-//! The file writer is a plain thread that wakes at most once per
-//! [`FILE_FLUSH_INTERVAL`] while events keep coming (sooner when they come
-//! fast enough to fill a quarter of the queue) and writes everything queued
-//! with one system call: under load the request path never wakes it
-//! (a `try_send` into a queue nobody waits on is a few atomic operations),
-//! so logging costs the server little more than rendering the lines.
+//! Delivery to HTTP sinks: sender tasks with retries, the state the
+//! delivery side shares (the file sink's too, see [`super::file`]) and the
+//! counters every outcome lands in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,12 +10,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::mpsc;
 
-use super::event::{write_rfc3339, Attributes, Event};
-use super::queue::BatchQueue;
+use super::event::{Attributes, Event};
 use super::LoggerStats;
-
-/// Longest the file writer lets events gather between writes under load.
-pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// An HTTP(S) sink (CloudEvents binary mode).
 pub(crate) enum Remote {
@@ -45,9 +35,11 @@ pub(crate) enum Remote {
 pub(crate) struct Shared {
     pub(crate) attrs: Attributes,
     pub(crate) stats: Arc<LoggerStats>,
-    /// Events taken off the queue whose delivery has not ended yet.
+    /// Events taken off the queue whose delivery has not ended yet (HTTP
+    /// sinks; the file queue counts the lines being written as queued).
     pub(crate) in_flight: AtomicU64,
-    /// Body bytes of the events queued or being delivered.
+    /// Body bytes of the events queued or being delivered (HTTP sinks; the
+    /// file queue bounds its own bytes).
     pub(crate) pending_bytes: AtomicU64,
     pub(crate) max_retries: u32,
     pub(crate) retry_backoff: Duration,
@@ -76,91 +68,6 @@ impl Shared {
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.min(16))
         .min(Duration::from_secs(5))
-}
-
-/// Starts the thread writing `queue`'s events to `file` as JSON lines.
-/// `capacity` is the queue's: a batch of a quarter of it is written at once
-/// without waiting for more.
-pub(crate) fn spawn_file_writer(
-    mut file: std::fs::File,
-    queue: Arc<BatchQueue>,
-    shared: Arc<Shared>,
-    capacity: usize,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("ferroserve-logger".into())
-        .spawn(move || {
-            let mut batch: Vec<Event> = Vec::new();
-            let mut buf: Vec<u8> = Vec::new();
-            // Wait long enough for a quarter of the queue to fill at the
-            // rate events came last time, at most FILE_FLUSH_INTERVAL: few
-            // wake-ups, and the queue stays far from full at any rate.
-            let quarter = capacity.div_ceil(4) as u32;
-            // Idle: sleep until an event arrives (the request path wakes us).
-            while queue.wait() {
-                let mut wait = FILE_FLUSH_INTERVAL;
-                // Busy: let events gather, write them, until the queue is dry.
-                loop {
-                    let began = Instant::now();
-                    std::thread::sleep(wait);
-                    queue.take(&mut batch);
-                    if batch.is_empty() {
-                        break;
-                    }
-                    let per_event = began.elapsed() / (batch.len() as u32);
-                    wait = per_event.saturating_mul(quarter).min(FILE_FLUSH_INTERVAL);
-                    shared
-                        .in_flight
-                        .store(batch.len() as u64, Ordering::Release);
-                    write_lines(&mut file, &batch, &mut buf, &shared);
-                    let bytes: u64 = batch.iter().map(|ev| ev.body.len() as u64).sum();
-                    shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                    batch.clear();
-                    shared.in_flight.store(0, Ordering::Release);
-                }
-                // Give back memory a burst of large bodies took.
-                if buf.capacity() > 4 << 20 {
-                    buf = Vec::new();
-                }
-            }
-        })
-        .map(|_| ())
-}
-
-/// Renders `batch` into `buf` and writes it with one call, retrying with
-/// backoff; counts every event as sent or failed.
-fn write_lines(file: &mut std::fs::File, batch: &[Event], buf: &mut Vec<u8>, shared: &Shared) {
-    use std::io::Write;
-    buf.clear();
-    let mut recorded = Vec::with_capacity(32);
-    recorded.push(b'"');
-    write_rfc3339(&mut recorded, SystemTime::now());
-    recorded.push(b'"');
-    for ev in batch {
-        shared.attrs.write_json_line(ev, &recorded, buf);
-    }
-    let n = batch.len() as u64;
-    let mut attempt = 0u32;
-    loop {
-        match file.write_all(buf).and_then(|()| file.flush()) {
-            Ok(()) => {
-                shared.stats.sent.fetch_add(n, Ordering::Relaxed);
-                return;
-            }
-            Err(e) if attempt >= shared.max_retries => {
-                let total = shared.stats.failed.fetch_add(n, Ordering::Relaxed) + n;
-                shared.warn(|| {
-                    tracing::warn!(error = %e, failed_total = total, "request logger: events not written")
-                });
-                return;
-            }
-            Err(_) => {
-                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(backoff(shared.retry_backoff, attempt));
-                attempt += 1;
-            }
-        }
-    }
 }
 
 /// Starts `workers` tasks posting `rx`'s events to `remote`.

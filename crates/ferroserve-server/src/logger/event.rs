@@ -1,10 +1,11 @@
 //! One logged event and its two renderings: CloudEvents binary-mode headers
 //! (HTTP sinks) and one CloudEvents JSON line (file sink).
 //!
-//! Events are built cheaply on the request path (reference-counted id,
-//! body and header values, no formatting) and rendered by the delivery
-//! side: the JSON line is written straight into the sink's buffer, with the
-//! attributes every event shares rendered once at start-up.
+//! Events are built cheaply on the request path (id, body and header values
+//! reference-counted or, for the file sink, copied into its thread's
+//! batch; no formatting) and rendered by the delivery side: the JSON line is
+//! written straight into the sink's buffer, with the attributes every event
+//! shares rendered once at start-up.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -102,6 +103,27 @@ pub(crate) struct Event {
     pub(crate) body: Bytes,
 }
 
+/// One event of an exchange as the logger takes it: the request or the
+/// answer, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub(crate) kind: EventKind,
+    /// When it happened (`time`).
+    pub(crate) time: SystemTime,
+    pub(crate) content_type: &'a HeaderValue,
+    pub(crate) body: &'a Bytes,
+}
+
+/// What the JSON line of a queued event is rendered from (with its
+/// correlation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Line<'a> {
+    pub(crate) kind: EventKind,
+    pub(crate) time: SystemTime,
+    pub(crate) content_type: &'a HeaderValue,
+    pub(crate) body: &'a [u8],
+}
+
 /// The attributes every event carries, as header values and pre-rendered
 /// as a JSON fragment (`,"source":…,"endpoint":…`).
 #[derive(Debug)]
@@ -180,14 +202,20 @@ impl Attributes {
         h
     }
 
-    /// Appends `ev` as one CloudEvents JSON object and a newline to `out`.
-    /// `recorded` is the `recordedtime` already rendered (quotes included).
-    /// A JSON body is embedded as `data` as received (its line breaks,
-    /// which valid JSON has only between tokens, become spaces); any other
-    /// body is `data_base64`.
-    pub(crate) fn write_json_line(&self, ev: &Event, recorded: &[u8], out: &mut Vec<u8>) {
+    /// Appends `ev` of `corr` as one CloudEvents JSON object and a newline
+    /// to `out`. `recorded` is the `recordedtime` already rendered (quotes
+    /// included). A JSON body is embedded as `data` as received (its line
+    /// breaks, which valid JSON has only between tokens, become spaces); any
+    /// other body is `data_base64`.
+    pub(crate) fn write_json_line(
+        &self,
+        corr: &Correlation,
+        ev: &Line<'_>,
+        recorded: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
-        match &ev.corr.id {
+        match &corr.id {
             EventId::Random(x) => {
                 let mut b = [0u8; 36];
                 uuid_text(*x, &mut b);
@@ -204,7 +232,7 @@ impl Attributes {
         out.extend_from_slice(b"\",\"recordedtime\":");
         out.extend_from_slice(recorded);
         out.extend_from_slice(&self.json);
-        if let Some(t) = &ev.corr.trace {
+        if let Some(t) = &corr.trace {
             out.extend_from_slice(b",\"traceparent\":");
             json_bytes(out, t.traceparent.as_bytes());
             if let Some(s) = &t.tracestate {
@@ -216,7 +244,7 @@ impl Attributes {
         out.extend_from_slice(b",\"datacontenttype\":");
         json_bytes(out, ct);
         let is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"))
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&ev.body).is_ok();
+            && serde_json::from_slice::<serde::de::IgnoredAny>(ev.body).is_ok();
         if is_json {
             out.extend_from_slice(b",\"data\":");
             out.extend(ev.body.iter().map(|&b| match b {
@@ -225,7 +253,7 @@ impl Attributes {
             }));
         } else {
             out.extend_from_slice(b",\"data_base64\":\"");
-            base64_into(out, &ev.body);
+            base64_into(out, ev.body);
             out.push(b'"');
         }
         out.extend_from_slice(b"}\n");
@@ -270,6 +298,14 @@ thread_local! {
 
 /// Appends `t` as RFC 3339 UTC with microseconds (no quotes).
 pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    let mut b = [0u8; 27];
+    rfc3339_into(&mut b, t);
+    out.extend_from_slice(&b);
+}
+
+/// Writes `t` as RFC 3339 UTC with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+/// 27 bytes) into `out`.
+pub(crate) fn rfc3339_into(out: &mut [u8; 27], t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (secs, micros) = (d.as_secs(), d.subsec_micros());
     let head = LAST_SECOND.with(|last| match last.get() {
@@ -286,8 +322,8 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
         *b = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&tail);
+    out[..19].copy_from_slice(&head);
+    out[19..].copy_from_slice(&tail);
 }
 
 /// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS` (UTC).

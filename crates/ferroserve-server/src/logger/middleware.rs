@@ -1,17 +1,20 @@
 //! The HTTP side of the request logger: the step of the HTTP edge that logs
 //! the bodies of inference POSTs.
 //!
-//! The request body is recorded as the handler reads it ([`RequestTee`]) and
-//! logged once read to its end, so logging adds no wait before the handler
-//! (and no second buffering of the body). A body the handler leaves unread
-//! (an unknown model, say) is read and logged before the answer goes out.
-//! A `200` answer is logged as it is; a streamed (`text/event-stream`) one
-//! is recorded as it is sent and logged once the stream ends or the client
-//! goes away ([`Recorded`]).
+//! The request body is recorded as the handler reads it ([`RequestTee`]),
+//! so logging adds no wait before the handler (and no second buffering of
+//! the body); a body the handler leaves unread (an unknown model, say) is
+//! read before the answer goes out. The request is logged with its answer,
+//! in one step ([`Exchange::answer`]), at the time it was read to its end;
+//! an exchange given up before its answer (the client went away) logs the
+//! request when it is dropped. A `200` answer is logged as it is; a streamed
+//! (`text/event-stream`) one is recorded as it is sent and logged once the
+//! stream ends or the client goes away ([`Recorded`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -22,6 +25,7 @@ use http_body::{Body as _, Frame};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
 
+use super::event::Entry;
 use super::{Correlation, EventKind, Logger};
 
 /// The routes whose POSTs are inference calls (logged).
@@ -37,12 +41,6 @@ const LOGGED_ROUTES: &[&str] = &[
     "/v1/embeddings",
     "/invocations",
 ];
-
-/// Request bodies up to this size are copied out of the connection's read
-/// buffer when logged: an event holding a slice of it for the milliseconds
-/// until delivery would make the connection allocate a new buffer for every
-/// request.
-const COPY_BELOW: usize = 16 << 10;
 
 /// The HTTP request logger (see [`HttpLogging::begin`]).
 #[derive(Clone)]
@@ -62,126 +60,202 @@ impl HttpLogging {
     }
 
     /// Starts logging `req`: its body (when requests are logged) is
-    /// recorded as the handler reads it and logged as the request event
-    /// once read to the end. The answer goes through [`Exchange::answer`].
-    pub fn begin(&self, req: &mut Request) -> Exchange {
-        let logger = &self.logger;
-        let shared = Arc::new(Shared {
-            corr: logger.begin(req.headers()),
-            logger: Arc::clone(logger),
-            cap: self.max_body_bytes,
-            unread: Mutex::new(None),
-        });
-        if logger.logs_request() {
+    /// recorded as the handler reads it. [`Started::bind`] then ties the
+    /// exchange to this logger for its answer.
+    pub fn begin(&self, req: &mut Request) -> Started {
+        let corr = self.logger.begin(req.headers());
+        let capture = self.logger.logs_request().then(|| {
+            let capture = Arc::new(Mutex::new(Capture::Reading));
             let inner = std::mem::replace(req.body_mut(), Body::empty());
             *req.body_mut() = Body::new(RequestTee {
                 inner,
                 seen: Vec::new(),
                 size: 0,
-                content_type: content_type(req.headers()),
+                cap: self.max_body_bytes,
                 reading: true,
-                shared: Arc::clone(&shared),
+                capture: Arc::clone(&capture),
             });
-        }
-        Exchange(shared)
+            (capture, content_type(req.headers()))
+        });
+        Started { corr, capture }
     }
 }
 
-/// What a logged request's body and its answer share.
-struct Shared {
-    logger: Arc<Logger>,
+/// A request body as the tee leaves it for the exchange.
+enum Capture {
+    /// Still being read (or given up: over the limit, or reading failed).
+    Reading,
+    /// Read to its end at `time`.
+    Read {
+        chunks: Vec<Bytes>,
+        size: usize,
+        time: SystemTime,
+    },
+    /// Dropped by the handler before its end.
+    Unread {
+        rest: Body,
+        seen: Vec<Bytes>,
+        size: usize,
+    },
+}
+
+/// A logged request on its way to the handler, not yet tied to its logger
+/// (see [`HttpLogging::begin`]).
+pub struct Started {
     corr: Correlation,
-    cap: usize,
-    /// A request body the handler dropped before its end, handed back by
-    /// the tee to be read by [`Exchange::answer`].
-    unread: Mutex<Option<Unread>>,
+    /// The recorded request body and its content type, when requests are
+    /// logged.
+    capture: Option<(Arc<Mutex<Capture>>, HeaderValue)>,
 }
 
-/// The rest of a request body the handler did not read.
-struct Unread {
-    rest: Body,
-    seen: Vec<Bytes>,
-    size: usize,
-    content_type: HeaderValue,
-}
-
-impl Shared {
-    /// Logs the request body made of `chunks` (`size` bytes in all).
-    fn log_request(&self, content_type: HeaderValue, chunks: Vec<Bytes>, size: usize) {
-        let body = match <[Bytes; 1]>::try_from(chunks) {
-            Ok([one]) if one.len() >= COPY_BELOW => one,
-            Ok([one]) => Bytes::copy_from_slice(&one),
-            Err(chunks) => {
-                let mut all = BytesMut::with_capacity(size);
-                for c in &chunks {
-                    all.extend_from_slice(c);
-                }
-                all.freeze()
-            }
-        };
-        self.logger
-            .log(EventKind::Request, &self.corr, content_type, body);
+impl Started {
+    /// Ties the exchange to `logging` (the one that began it) until its
+    /// answer.
+    pub fn bind(self, logging: &HttpLogging) -> Exchange<'_> {
+        Exchange {
+            logging,
+            corr: self.corr,
+            capture: self.capture,
+        }
     }
 }
 
-/// A logged request on its way through the handler (see
-/// [`HttpLogging::begin`]).
-pub struct Exchange(Arc<Shared>);
+/// A logged request in the handler: [`Exchange::answer`] logs it with its
+/// answer; dropped before, it logs the request if it was read.
+pub struct Exchange<'a> {
+    logging: &'a HttpLogging,
+    corr: Correlation,
+    capture: Option<(Arc<Mutex<Capture>>, HeaderValue)>,
+}
 
-impl Exchange {
-    /// Logs the request body the handler left unread (reading it now, as
-    /// the request logger always reads the whole request) and, when
-    /// responses are logged, a `200` answer: a streamed one once it ends,
-    /// any other now. Other answers are not logged, as KServe.
-    pub async fn answer(self, resp: Response) -> Response {
-        let shared = &self.0;
-        let unread = shared.unread.lock().take();
-        if let Some(u) = unread {
-            let room = shared.cap.saturating_sub(u.size);
-            // Past the limit or cut short: not logged (the handler refused
-            // it or the client went away).
-            if let Ok(rest) = http_body_util::Limited::new(u.rest, room).collect().await {
-                let rest = rest.to_bytes();
-                let (mut seen, size) = (u.seen, u.size + rest.len());
+/// One chunk as it is, more joined.
+fn joined(chunks: Vec<Bytes>, size: usize) -> Bytes {
+    match <[Bytes; 1]>::try_from(chunks) {
+        Ok([one]) => one,
+        Err(chunks) => {
+            let mut all = BytesMut::with_capacity(size);
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
+        }
+    }
+}
+
+impl Exchange<'_> {
+    /// The request body the handler read, or the rest of it read now (as
+    /// the request logger always reads the whole request), and when it was
+    /// read; `None` when requests are not logged, or the body was over the
+    /// limit or cut short (the handler refused it or the client went away).
+    async fn request_body(&mut self) -> Option<(Bytes, SystemTime, HeaderValue)> {
+        let (capture, ct) = self.capture.take()?;
+        let taken = std::mem::replace(&mut *capture.lock(), Capture::Reading);
+        match taken {
+            Capture::Reading => None,
+            Capture::Read { chunks, size, time } => Some((joined(chunks, size), time, ct)),
+            Capture::Unread {
+                rest,
+                mut seen,
+                size,
+            } => {
+                let room = self.logging.max_body_bytes.saturating_sub(size);
+                let rest = http_body_util::Limited::new(rest, room)
+                    .collect()
+                    .await
+                    .ok()?
+                    .to_bytes();
+                let size = size + rest.len();
                 if !rest.is_empty() {
                     seen.push(rest);
                 }
-                shared.log_request(u.content_type, seen, size);
+                Some((joined(seen, size), SystemTime::now(), ct))
             }
         }
-        let logger = &shared.logger;
+    }
+
+    /// Logs the request and, when responses are logged, a `200` answer: a
+    /// streamed one once it ends, any other with the request. Other answers
+    /// are not logged, as KServe.
+    pub async fn answer(mut self, resp: Response) -> Response {
+        let request = self.request_body().await;
+        let request = request.as_ref().map(|(body, time, ct)| Entry {
+            kind: EventKind::Request,
+            time: *time,
+            content_type: ct,
+            body,
+        });
+        let logger = &*self.logging.logger;
+        let log = |entries: &[Entry<'_>]| {
+            if !entries.is_empty() {
+                logger.log_all(&self.corr, entries);
+            }
+        };
         if !logger.logs_response() || resp.status() != StatusCode::OK {
+            log(request.as_slice());
             return resp;
         }
         let ct = content_type(resp.headers());
         let (parts, body) = resp.into_parts();
         if ct.as_bytes().starts_with(b"text/event-stream") {
+            log(request.as_slice());
             let tee = Recorded {
                 inner: body,
                 seen: BytesMut::new(),
-                cap: shared.cap,
+                cap: self.logging.max_body_bytes,
                 over: false,
-                log: Some((Arc::clone(logger), shared.corr.clone(), ct)),
+                log: Some((Arc::clone(&self.logging.logger), self.corr.clone(), ct)),
             };
             return Response::from_parts(parts, Body::new(tee));
         }
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(bytes) => {
-                logger.log(EventKind::Response, &shared.corr, ct, bytes.clone());
+                let response = Entry {
+                    kind: EventKind::Response,
+                    time: SystemTime::now(),
+                    content_type: &ct,
+                    body: &bytes,
+                };
+                match request {
+                    Some(request) => log(&[request, response]),
+                    None => log(&[response]),
+                }
                 Response::from_parts(parts, Body::from(bytes))
             }
-            Err(e) => crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
-                "failed to read the response body: {e}"
-            )))
-            .into_response(),
+            Err(e) => {
+                log(request.as_slice());
+                crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
+                    "failed to read the response body: {e}"
+                )))
+                .into_response()
+            }
+        }
+    }
+}
+
+impl Drop for Exchange<'_> {
+    /// Given up before its answer: logs the request if it was read.
+    fn drop(&mut self) {
+        let Some((capture, ct)) = self.capture.take() else {
+            return;
+        };
+        let taken = std::mem::replace(&mut *capture.lock(), Capture::Reading);
+        if let Capture::Read { chunks, size, time } = taken {
+            let body = joined(chunks, size);
+            let entry = Entry {
+                kind: EventKind::Request,
+                time,
+                content_type: &ct,
+                body: &body,
+            };
+            self.logging.logger.log_all(&self.corr, &[entry]);
         }
     }
 }
 
 /// The content type of a logged body (`application/json` when none is
 /// given). Never a clone of the request's header, which shares the
-/// connection's read buffer (see [`COPY_BELOW`]): the usual types are
-/// static, others copied.
+/// connection's read buffer (see [`super::COPY_BELOW`]): the usual types
+/// are static, others copied.
 fn content_type(h: &HeaderMap) -> HeaderValue {
     const KNOWN: &[&str] = &[
         "application/json",
@@ -199,25 +273,27 @@ fn content_type(h: &HeaderMap) -> HeaderValue {
 }
 
 /// A request body passing to the handler, recorded (as reference-counted
-/// chunks) and logged once read to its end. A body past the limit, or one
-/// whose reading fails, is not logged (the handler refuses it); one dropped
-/// before its end is handed back to [`Exchange::answer`].
+/// chunks) and left for the exchange once read to its end. A body past the
+/// limit, or one whose reading fails, is not logged (the handler refuses
+/// it); one dropped before its end is left to [`Exchange::answer`] to read.
 struct RequestTee {
     inner: Body,
     seen: Vec<Bytes>,
     size: usize,
-    content_type: HeaderValue,
-    /// Neither logged nor given up yet.
+    cap: usize,
+    /// Neither left for the exchange nor given up yet.
     reading: bool,
-    shared: Arc<Shared>,
+    capture: Arc<Mutex<Capture>>,
 }
 
 impl RequestTee {
     fn finish(&mut self) {
         if std::mem::take(&mut self.reading) {
-            let chunks = std::mem::take(&mut self.seen);
-            let ct = std::mem::replace(&mut self.content_type, HeaderValue::from_static(""));
-            self.shared.log_request(ct, chunks, self.size);
+            *self.capture.lock() = Capture::Read {
+                chunks: std::mem::take(&mut self.seen),
+                size: self.size,
+                time: SystemTime::now(),
+            };
         }
     }
 }
@@ -236,7 +312,7 @@ impl http_body::Body for RequestTee {
             Poll::Ready(Some(Ok(frame))) if this.reading => {
                 if let Some(data) = frame.data_ref() {
                     this.size += data.len();
-                    if this.size > this.shared.cap {
+                    if this.size > this.cap {
                         this.reading = false;
                         this.seen = Vec::new();
                     } else if !data.is_empty() {
@@ -270,16 +346,12 @@ impl Drop for RequestTee {
         }
         if self.inner.is_end_stream() {
             self.finish();
-        } else if self.size as u64 + self.inner.size_hint().lower() <= self.shared.cap as u64 {
-            *self.shared.unread.lock() = Some(Unread {
+        } else if self.size as u64 + self.inner.size_hint().lower() <= self.cap as u64 {
+            *self.capture.lock() = Capture::Unread {
                 rest: std::mem::replace(&mut self.inner, Body::empty()),
                 seen: std::mem::take(&mut self.seen),
                 size: self.size,
-                content_type: std::mem::replace(
-                    &mut self.content_type,
-                    HeaderValue::from_static(""),
-                ),
-            });
+            };
         }
     }
 }

@@ -11,9 +11,10 @@
 //! as received or sent; a `file://` sink (or a plain path) gets one
 //! CloudEvents JSON object per line.
 //!
-//! Delivery is asynchronous: handlers only `try_send` into a bounded queue
-//! (the event holds reference-counted body and id; nothing is formatted on
-//! the request path), so inference latency never depends on the sink. Workers deliver with
+//! Delivery is asynchronous: handlers only put events into a bounded queue
+//! (for an HTTP sink an event holding reference-counted body and id; for
+//! the file sink its JSON line, rendered into the thread's own buffer), so
+//! inference latency never depends on the sink. Workers deliver with
 //! retries and exponential backoff; an event that finds the queue full is
 //! dropped, one whose retries run out fails, and both are counted in
 //! `ferroserve_logger_events_total{outcome="dropped"|"failed"}` (and
@@ -32,6 +33,7 @@ use crate::egress::{EgressError, Policy};
 
 mod deliver;
 mod event;
+mod file;
 mod middleware;
 mod queue;
 #[cfg(test)]
@@ -41,8 +43,15 @@ pub use event::Correlation;
 pub use middleware::{Exchange, HttpLogging};
 
 use deliver::{Remote, Shared};
-use event::{Attributes, Event, EventId, TraceHeaders};
-use queue::{BatchQueue, Queue};
+use event::{Attributes, Entry, Event, EventId, TraceHeaders};
+use queue::Queue;
+
+/// Bodies up to this size are copied when queued for an HTTP sink: a
+/// request body is a slice of the connection's read buffer, and an event
+/// holding it for the milliseconds until delivery would make the connection
+/// allocate a new buffer for every request. (The file sink renders bodies
+/// at once and keeps no reference.)
+const COPY_BELOW: usize = 16 << 10;
 
 /// Headers read for every logged request, by constant name (a name given
 /// as `&str` is parsed on each lookup).
@@ -155,8 +164,9 @@ pub struct LoggerConfig {
     pub endpoint: String,
     /// Events waiting for delivery at most; more are dropped and counted.
     pub queue_size: usize,
-    /// Body bytes waiting for delivery at most (queued and being delivered);
-    /// an event that would pass it is dropped and counted.
+    /// Bytes waiting for delivery at most (queued and being delivered):
+    /// bodies for an HTTP sink, rendered lines (bodies in base64 at worst)
+    /// for a file; an event that would pass it is dropped and counted.
     pub queue_bytes: usize,
     /// Concurrent deliveries (HTTP sinks; a file sink writes one at a time).
     pub workers: usize,
@@ -303,8 +313,8 @@ impl Drop for Logger {
     fn drop(&mut self) {
         // The file writer drains what is queued and ends (an HTTP sink's
         // senders end when the channel's sender goes with the logger).
-        if let Queue::Batch(q) = &self.queue {
-            q.close();
+        if let Queue::File(f) = &self.queue {
+            f.close();
         }
     }
 }
@@ -370,15 +380,13 @@ impl Logger {
             last_warn_ms: AtomicU64::new(0),
         });
         let queue = match sink {
-            Sink::File(file) => {
-                let q = Arc::new(BatchQueue::new(capacity));
-                deliver::spawn_file_writer(file, Arc::clone(&q), Arc::clone(&shared), capacity)
+            Sink::File(file) => Queue::File(
+                file::FileSink::start(file, Arc::clone(&shared), capacity, config.queue_bytes)
                     .map_err(|source| LoggerError::File {
                         path: PathBuf::from(&config.url),
                         source,
-                    })?;
-                Queue::Batch(q)
-            }
+                    })?,
+            ),
             Sink::Remote(remote) => {
                 let (tx, rx) = mpsc::channel(capacity);
                 deliver::spawn_senders(*remote, rx, Arc::clone(&shared), config.workers);
@@ -435,31 +443,61 @@ impl Logger {
         }
     }
 
-    /// Queues one event; never waits. A full queue (events or body bytes)
-    /// drops the event and counts it.
+    /// Queues one event (happening now); never waits. A full queue
+    /// (events or bytes) drops the event and counts it.
     pub fn log(&self, kind: EventKind, corr: &Correlation, content_type: HeaderValue, body: Bytes) {
-        let size = body.len() as u64;
-        let pending = &self.shared.pending_bytes;
-        if pending.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
-            pending.fetch_sub(size, Ordering::AcqRel);
-            self.count_dropped();
-            return;
-        }
-        let ev = Event {
-            kind,
-            corr: corr.clone(),
-            time: SystemTime::now(),
-            content_type,
-            body,
-        };
-        if self.queue.push(ev).is_err() {
-            pending.fetch_sub(size, Ordering::AcqRel);
-            self.count_dropped();
+        self.log_all(
+            corr,
+            &[Entry {
+                kind,
+                time: SystemTime::now(),
+                content_type: &content_type,
+                body: &body,
+            }],
+        );
+    }
+
+    /// Queues the events of one exchange (a request and its answer, say:
+    /// one step for the file sink); never waits. Events that find the queue
+    /// full are dropped and counted.
+    pub(crate) fn log_all(&self, corr: &Correlation, entries: &[Entry<'_>]) {
+        match &self.queue {
+            Queue::File(f) => {
+                if f.queue.push(corr, entries).is_err() {
+                    self.count_dropped(entries.len() as u64);
+                }
+            }
+            Queue::Channel { tx, .. } => {
+                for e in entries {
+                    let size = e.body.len() as u64;
+                    let pending = &self.shared.pending_bytes;
+                    if pending.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
+                        pending.fetch_sub(size, Ordering::AcqRel);
+                        self.count_dropped(1);
+                        continue;
+                    }
+                    let ev = Event {
+                        kind: e.kind,
+                        corr: corr.clone(),
+                        time: e.time,
+                        content_type: e.content_type.clone(),
+                        body: if e.body.len() < COPY_BELOW {
+                            Bytes::copy_from_slice(e.body)
+                        } else {
+                            e.body.clone()
+                        },
+                    };
+                    if tx.try_send(ev).is_err() {
+                        pending.fetch_sub(size, Ordering::AcqRel);
+                        self.count_dropped(1);
+                    }
+                }
+            }
         }
     }
 
-    fn count_dropped(&self) {
-        let n = self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+    fn count_dropped(&self, events: u64) {
+        let n = self.shared.stats.dropped.fetch_add(events, Ordering::Relaxed) + events;
         self.shared.warn(|| {
             tracing::warn!(
                 dropped_total = n,
@@ -552,10 +590,14 @@ impl Logger {
         );
         let _ = writeln!(
             out,
-            "# HELP ferroserve_logger_queue_bytes request logger body bytes waiting for or in delivery\n\
+            "# HELP ferroserve_logger_queue_bytes request logger bytes waiting for or in delivery \
+             (bodies for an HTTP sink, lines as estimated when queued for a file)\n\
              # TYPE ferroserve_logger_queue_bytes gauge\n\
              ferroserve_logger_queue_bytes {}",
-            self.shared.pending_bytes.load(Ordering::Relaxed)
+            match &self.queue {
+                Queue::File(f) => f.queue.bytes(),
+                Queue::Channel { .. } => self.shared.pending_bytes.load(Ordering::Relaxed),
+            }
         );
     }
 

@@ -327,29 +327,22 @@ fn json_lines_embed_json_and_base64_other_bodies() {
         traceparent: tp,
         tracestate: None,
     }));
-    let ev = |ct: &'static str, body: &'static [u8]| Event {
+    let (json, binary) = (json(), HeaderValue::from_static("application/octet-stream"));
+    let line = |content_type, body| event::Line {
         kind: EventKind::Response,
-        corr: corr.clone(),
         time: UNIX_EPOCH + Duration::from_micros(1_709_251_199_123_456),
-        content_type: HeaderValue::from_static(ct),
-        body: Bytes::from_static(body),
+        content_type,
+        body,
     };
     let mut out = Vec::new();
     let recorded = b"\"2024-01-01T00:00:00.000000Z\"";
-    attrs.write_json_line(
-        &ev(
-            "application/json",
-            b"{\n  \"a\": [1,\r\n 2],\n \"s\": \"x\\ny\"\n}",
-        ),
-        recorded,
-        &mut out,
-    );
-    attrs.write_json_line(&ev("application/json", b"{not json"), recorded, &mut out);
-    attrs.write_json_line(
-        &ev("application/octet-stream", b"\x00\x01"),
-        recorded,
-        &mut out,
-    );
+    for l in [
+        line(&json, b"{\n  \"a\": [1,\r\n 2],\n \"s\": \"x\\ny\"\n}"),
+        line(&json, b"{not json"),
+        line(&binary, b"\x00\x01"),
+    ] {
+        attrs.write_json_line(&corr, &l, recorded, &mut out);
+    }
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     assert_eq!(lines.len(), 3, "{text}");
