@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two server binaries: each round runs bench/overhead/per_feature.sh once per
 # binary with the given configurations, so drift on this shared machine hits both alike; then
-# prints each binary's medians against its own "off". Single runs move ±3% here; changes of ~1 µs
+# prints each binary's medians against its own "off", and B against A paired by round (drift
+# between rounds cancels out). Single runs move ±3% (±10% on a busy host) here; changes of ~1 µs
 # per inference need this (4 rounds or more).
 # Usage: bench/overhead/ab.sh BIN_A BIN_B ROUNDS [config ...]   (include "off"; e.g. off logfile allon)
 set -u
@@ -11,16 +12,18 @@ OUT=$(mktemp /tmp/ab.XXXX)
 for r in $(seq "$R"); do
   for bin in "$A" "$B"; do
     FERRO_BIN=$bin ROUNDS=1 bench/overhead/per_feature.sh "$@" 2>/dev/null \
-      | awk -v b="$bin" '$3 ~ /%$/ {print b, $0}' | tee -a "$OUT"
+      | awk -v b="$bin" -v r="$r" '$3 ~ /%$/ {print b, r, $0}' | tee -a "$OUT"
   done
 done
 echo "== medians over $R rounds (infer/s, vs off; server CPU µs/inference, vs off)"
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$A" "$B" <<'PY'
 import sys, collections, statistics
 tp, cpu = collections.defaultdict(list), collections.defaultdict(list)
+by_round = {}  # (bin, config, round) -> (infer/s, cpu)
 for line in open(sys.argv[1]):
-    p = line.split()
-    tp[(p[0], p[1])].append(float(p[2])); cpu[(p[0], p[1])].append(float(p[4]))
+    p = line.split()  # bin round config infer/s vs-off cpu ...
+    tp[(p[0], p[2])].append(float(p[3])); cpu[(p[0], p[2])].append(float(p[5]))
+    by_round[(p[0], p[2], p[1])] = (float(p[3]), float(p[5]))
 for b in dict.fromkeys(k[0] for k in tp):
     off_t, off_c = statistics.median(tp[(b, "off")]), statistics.median(cpu[(b, "off")])
     for (bb, cfg), v in tp.items():
@@ -28,5 +31,17 @@ for b in dict.fromkeys(k[0] for k in tp):
             continue
         t, c = statistics.median(v), statistics.median(cpu[(b, cfg)])
         print(f"{b:40s} {cfg:8s} {t:8.0f} {100 * (t / off_t - 1):+6.1f}%  {c:5.1f} µs {c - off_c:+5.1f}")
+# Paired by round (each round runs A then B): drift between rounds cancels out.
+bins = list(dict.fromkeys(k[0] for k in tp))
+if len(bins) == 2:
+    a, b = sys.argv[2], sys.argv[3]
+    print(f"== B vs A, paired by round (median of per-round differences)")
+    for cfg in dict.fromkeys(k[1] for k in tp):
+        pairs = [(by_round[(a, c, r)], by_round[(b, c, r)])
+                 for (bb, c, r) in by_round if bb == b and c == cfg and (a, c, r) in by_round]
+        if pairs:
+            d = statistics.median(100 * (y[0] / x[0] - 1) for x, y in pairs)
+            dc = statistics.median(y[1] - x[1] for x, y in pairs)
+            print(f"{cfg:8s} throughput {d:+6.1f}%  server CPU {dc:+5.1f} µs/inference  ({len(pairs)} rounds)")
 PY
 rm -f "$OUT"

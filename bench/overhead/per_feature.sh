@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Per-feature cost: perf_analyzer HTTP c=8 on examples/iris with one feature on at a time (metrics,
 # 1% tracing to a local OTLP/HTTP sink, file request logger, API-key auth), then everything on at
-# once (the target row), against everything off. Configurations are interleaved round by
-# round (ROUNDS, default 3) so drift on this shared machine hits all of them alike; the summary
-# gives each configuration's median and its ratio to the median of "off".
+# once (the target row), against everything off. Two more for diagnosis, not run by
+# default: "edge" (the HTTP edge on with nothing to do) and "tracing0" (tracing on, nothing
+# sampled). Configurations are interleaved round by round (ROUNDS, default 3) so drift on this
+# shared machine hits all of them alike; the summary gives each configuration's median and its
+# ratio to the median of "off".
 # Needs /tmp/perf-analyzer/perf_analyzer (bench/setup_perf_analyzer.sh) and a release build.
 # Usage: bench/overhead/per_feature.sh [config ...]   (default: all configurations)
 set -u
@@ -32,7 +34,13 @@ cfg() {
   case $1 in
     off)      echo "|--metrics false|";;
     metrics)  echo "|--metrics true|";;
+    # The edge alone (a header size limit: a check costing nothing), for
+    # what turning any feature on costs before the feature's own work.
+    edge)     echo "|--metrics false --max_header_bytes 65536|";;
     tracing)  echo "$TRACE|--metrics false --tracing|";;
+    # Tracing on, nothing sampled: what the 1% of traced requests cost is
+    # the difference to "tracing".
+    tracing0) echo "${TRACE%=0.01}=0|--metrics false --tracing|";;
     logfile)  echo "|--metrics false --logger_url file://$OUT/events.jsonl|";;
     auth)     echo "|--metrics false --auth_config $OUT/auth.yaml|-H x-api-key:k";;
     allon)    echo "$TRACE|--metrics true --tracing --logger_url file://$OUT/events.jsonl --auth_config $OUT/auth.yaml|-H x-api-key:k";;

@@ -207,7 +207,7 @@ impl Exchange<'_> {
             };
             return Response::from_parts(parts, Body::new(tee));
         }
-        match axum::body::to_bytes(body, usize::MAX).await {
+        match whole(body).await {
             Ok(bytes) => {
                 let response = Entry {
                     kind: EventKind::Response,
@@ -230,6 +230,23 @@ impl Exchange<'_> {
             }
         }
     }
+}
+
+/// The whole of an answer's body: its first frame as it is when that is
+/// all (an answer built from bytes, as most are), else every frame joined.
+async fn whole(mut body: Body) -> Result<Bytes, axum::Error> {
+    let first = match body.frame().await.transpose()? {
+        Some(frame) => frame.into_data().unwrap_or_default(),
+        None => return Ok(Bytes::new()),
+    };
+    if body.is_end_stream() {
+        return Ok(first);
+    }
+    let rest = axum::body::to_bytes(body, usize::MAX).await?;
+    let mut all = BytesMut::with_capacity(first.len() + rest.len());
+    all.extend_from_slice(&first);
+    all.extend_from_slice(&rest);
+    Ok(all.freeze())
 }
 
 impl Drop for Exchange<'_> {
@@ -257,17 +274,18 @@ impl Drop for Exchange<'_> {
 /// connection's read buffer (see [`super::COPY_BELOW`]): the usual types
 /// are static, others copied.
 fn content_type(h: &HeaderMap) -> HeaderValue {
-    const KNOWN: &[&str] = &[
-        "application/json",
-        "application/octet-stream",
-        "text/event-stream",
-        "text/csv",
+    // Built once (`from_static` checks every byte when called at run time).
+    static KNOWN: [HeaderValue; 4] = [
+        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static("text/event-stream"),
+        HeaderValue::from_static("text/csv"),
     ];
     let Some(v) = h.get(header::CONTENT_TYPE) else {
-        return HeaderValue::from_static("application/json");
+        return KNOWN[0].clone();
     };
     match KNOWN.iter().find(|k| k.as_bytes() == v.as_bytes()) {
-        Some(k) => HeaderValue::from_static(k),
+        Some(k) => k.clone(),
         None => HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone()),
     }
 }
