@@ -303,9 +303,8 @@ pub struct ServeArgs {
     )]
     pub logger_queue_size: usize,
 
-    /// Logger: most bytes waiting for delivery (bodies for an HTTP sink,
-    /// rendered lines for a file; bounds memory when the sink is slow and
-    /// bodies are large); more are dropped and counted.
+    /// Logger: most body bytes waiting for delivery (bounds memory when the
+    /// sink is slow and bodies are large); more are dropped and counted.
     #[arg(
         long = "logger_queue_bytes",
         visible_alias = "logger-queue-bytes",

@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     pub(crate) attrs: Attributes,
     pub(crate) stats: Arc<LoggerStats>,
     /// Events taken off the queue whose delivery has not ended yet (HTTP
-    /// sinks; the file queue counts the lines being written as queued).
+    /// sinks; the file queue counts the events being written as queued).
     pub(crate) in_flight: AtomicU64,
     /// Body bytes of the events queued or being delivered (HTTP sinks; the
     /// file queue bounds its own bytes).

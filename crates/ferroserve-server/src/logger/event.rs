@@ -298,14 +298,6 @@ thread_local! {
 
 /// Appends `t` as RFC 3339 UTC with microseconds (no quotes).
 pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
-    let mut b = [0u8; 27];
-    rfc3339_into(&mut b, t);
-    out.extend_from_slice(&b);
-}
-
-/// Writes `t` as RFC 3339 UTC with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`,
-/// 27 bytes) into `out`.
-pub(crate) fn rfc3339_into(out: &mut [u8; 27], t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (secs, micros) = (d.as_secs(), d.subsec_micros());
     let head = LAST_SECOND.with(|last| match last.get() {
@@ -322,8 +314,8 @@ pub(crate) fn rfc3339_into(out: &mut [u8; 27], t: SystemTime) {
         *b = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    out[..19].copy_from_slice(&head);
-    out[19..].copy_from_slice(&tail);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&tail);
 }
 
 /// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS` (UTC).

@@ -13,8 +13,9 @@
 //!
 //! Delivery is asynchronous: handlers only put events into a bounded queue
 //! (for an HTTP sink an event holding reference-counted body and id; for
-//! the file sink its JSON line, rendered into the thread's own buffer), so
-//! inference latency never depends on the sink. Workers deliver with
+//! the file sink the event with its body copied into the thread's own
+//! batch; nothing is formatted on the request path), so inference latency
+//! never depends on the sink. Workers deliver with
 //! retries and exponential backoff; an event that finds the queue full is
 //! dropped, one whose retries run out fails, and both are counted in
 //! `ferroserve_logger_events_total{outcome="dropped"|"failed"}` (and
@@ -49,8 +50,8 @@ use queue::Queue;
 /// Bodies up to this size are copied when queued for an HTTP sink: a
 /// request body is a slice of the connection's read buffer, and an event
 /// holding it for the milliseconds until delivery would make the connection
-/// allocate a new buffer for every request. (The file sink renders bodies
-/// at once and keeps no reference.)
+/// allocate a new buffer for every request. (The file sink copies every
+/// body into its thread's batch.)
 const COPY_BELOW: usize = 16 << 10;
 
 /// Headers read for every logged request, by constant name (a name given
@@ -164,9 +165,8 @@ pub struct LoggerConfig {
     pub endpoint: String,
     /// Events waiting for delivery at most; more are dropped and counted.
     pub queue_size: usize,
-    /// Bytes waiting for delivery at most (queued and being delivered):
-    /// bodies for an HTTP sink, rendered lines (bodies in base64 at worst)
-    /// for a file; an event that would pass it is dropped and counted.
+    /// Body bytes waiting for delivery at most (queued and being delivered);
+    /// an event that would pass it is dropped and counted.
     pub queue_bytes: usize,
     /// Concurrent deliveries (HTTP sinks; a file sink writes one at a time).
     pub workers: usize,
@@ -590,8 +590,7 @@ impl Logger {
         );
         let _ = writeln!(
             out,
-            "# HELP ferroserve_logger_queue_bytes request logger bytes waiting for or in delivery \
-             (bodies for an HTTP sink, lines as estimated when queued for a file)\n\
+            "# HELP ferroserve_logger_queue_bytes request logger body bytes waiting for or in delivery\n\
              # TYPE ferroserve_logger_queue_bytes gauge\n\
              ferroserve_logger_queue_bytes {}",
             match &self.queue {
