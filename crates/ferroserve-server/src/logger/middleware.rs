@@ -175,29 +175,19 @@ impl Exchange<'_> {
 
     /// Logs the request and, when responses are logged, a `200` answer: a
     /// streamed one once it ends, any other with the request. Other answers
-    /// are not logged, as KServe.
+    /// are not logged, as KServe. (The request is taken from the capture
+    /// only once the answer is read: given up before, the exchange still
+    /// logs it when dropped.)
     pub async fn answer(mut self, resp: Response) -> Response {
-        let request = self.request_body().await;
-        let request = request.as_ref().map(|(body, time, ct)| Entry {
-            kind: EventKind::Request,
-            time: *time,
-            content_type: ct,
-            body,
-        });
         let logger = &*self.logging.logger;
-        let log = |entries: &[Entry<'_>]| {
-            if !entries.is_empty() {
-                logger.log_all(&self.corr, entries);
-            }
-        };
-        if !logger.logs_response() || resp.status() != StatusCode::OK {
-            log(request.as_slice());
-            return resp;
-        }
+        let logged_ok = logger.logs_response() && resp.status() == StatusCode::OK;
         let ct = content_type(resp.headers());
-        let (parts, body) = resp.into_parts();
-        if ct.as_bytes().starts_with(b"text/event-stream") {
-            log(request.as_slice());
+        if !logged_ok || ct.as_bytes().starts_with(b"text/event-stream") {
+            self.log_with(None).await;
+            if !logged_ok {
+                return resp;
+            }
+            let (parts, body) = resp.into_parts();
             let tee = Recorded {
                 inner: body,
                 seen: BytesMut::new(),
@@ -207,6 +197,7 @@ impl Exchange<'_> {
             };
             return Response::from_parts(parts, Body::new(tee));
         }
+        let (parts, body) = resp.into_parts();
         match whole(body).await {
             Ok(bytes) => {
                 let response = Entry {
@@ -215,20 +206,35 @@ impl Exchange<'_> {
                     content_type: &ct,
                     body: &bytes,
                 };
-                match request {
-                    Some(request) => log(&[request, response]),
-                    None => log(&[response]),
-                }
+                self.log_with(Some(response)).await;
                 Response::from_parts(parts, Body::from(bytes))
             }
             Err(e) => {
-                log(request.as_slice());
+                self.log_with(None).await;
                 crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
                     "failed to read the response body: {e}"
                 )))
                 .into_response()
             }
         }
+    }
+
+    /// Logs the request (when it is logged and was read) and `response`,
+    /// in one step.
+    async fn log_with(&mut self, response: Option<Entry<'_>>) {
+        let request = self.request_body().await;
+        let request = request.as_ref().map(|(body, time, ct)| Entry {
+            kind: EventKind::Request,
+            time: *time,
+            content_type: ct,
+            body,
+        });
+        let entries: &[Entry<'_>] = match (request, response) {
+            (Some(q), Some(a)) => &[q, a],
+            (Some(one), None) | (None, Some(one)) => &[one],
+            (None, None) => return,
+        };
+        self.logging.logger.log_all(&self.corr, entries);
     }
 }
 

@@ -41,7 +41,7 @@ mod queue;
 mod tests;
 
 pub use event::Correlation;
-pub use middleware::{Exchange, HttpLogging};
+pub use middleware::{Exchange, HttpLogging, Started};
 
 use deliver::{Remote, Shared};
 use event::{Attributes, Entry, Event, EventId, TraceHeaders};

@@ -462,3 +462,71 @@ async fn delivered_bytes_leave_the_budget() {
     assert_eq!(l.stats().sent.load(Ordering::Relaxed), 20);
     assert_eq!(l.stats().dropped.load(Ordering::Relaxed), 0);
 }
+
+/// A logged POST whose body the handler reads to its end.
+async fn read_request(logging: &HttpLogging, id: &str) -> middleware::Started {
+    let mut req = axum::extract::Request::post("/v2/models/m/infer")
+        .header("ce-id", id)
+        .body(axum::body::Body::from("{\"inputs\":[]}"))
+        .unwrap();
+    let started = logging.begin(&mut req);
+    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"{\"inputs\":[]}", "the handler reads the body as sent");
+    started
+}
+
+/// The `ce-type`s of what the sink accepted with `id`.
+fn types_of(t: &TestSink, id: &str) -> Vec<String> {
+    let mut types: Vec<String> = t
+        .got
+        .lock()
+        .iter()
+        .filter(|(got, _)| got == id)
+        .flat_map(|(_, h)| h.iter().filter(|(k, _)| *k == "ce-type"))
+        .map(|(_, v)| v.to_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    types
+}
+
+#[tokio::test]
+async fn an_answered_exchange_logs_its_request_and_answer() {
+    let t = Arc::new(TestSink::default());
+    let l = start(&config(), &t);
+    let logging = HttpLogging {
+        logger: Arc::clone(&l),
+        max_body_bytes: 1 << 20,
+    };
+    let exchange = read_request(&logging, "answered").await.bind(&logging);
+    let resp = exchange
+        .answer(axum::response::Response::new(axum::body::Body::from(
+            "{\"outputs\":[]}",
+        )))
+        .await;
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"{\"outputs\":[]}", "the answer passes unchanged");
+    settle(&l, 2).await;
+    assert_eq!(
+        types_of(&t, "answered"),
+        [CE_INFERENCE_REQUEST, CE_INFERENCE_RESPONSE]
+    );
+}
+
+#[tokio::test]
+async fn an_exchange_given_up_before_its_answer_logs_the_request() {
+    let t = Arc::new(TestSink::default());
+    let l = start(&config(), &t);
+    let logging = HttpLogging {
+        logger: Arc::clone(&l),
+        max_body_bytes: 1 << 20,
+    };
+    let exchange = read_request(&logging, "gone").await.bind(&logging);
+    // The client went away: the edge's future, holding the exchange, is dropped.
+    drop(exchange);
+    settle(&l, 1).await;
+    assert_eq!(types_of(&t, "gone"), [CE_INFERENCE_REQUEST]);
+}
