@@ -463,6 +463,17 @@ async fn delivered_bytes_leave_the_budget() {
     assert_eq!(l.stats().dropped.load(Ordering::Relaxed), 0);
 }
 
+/// An HTTP request logger delivering to a test sink.
+fn http_logging() -> (Arc<TestSink>, Arc<Logger>, HttpLogging) {
+    let t = Arc::new(TestSink::default());
+    let l = start(&config(), &t);
+    let logging = HttpLogging {
+        logger: Arc::clone(&l),
+        max_body_bytes: 1 << 20,
+    };
+    (t, l, logging)
+}
+
 /// A logged POST whose body the handler reads to its end.
 async fn read_request(logging: &HttpLogging, id: &str) -> middleware::Started {
     let mut req = axum::extract::Request::post("/v2/models/m/infer")
@@ -493,12 +504,7 @@ fn types_of(t: &TestSink, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_answered_exchange_logs_its_request_and_answer() {
-    let t = Arc::new(TestSink::default());
-    let l = start(&config(), &t);
-    let logging = HttpLogging {
-        logger: Arc::clone(&l),
-        max_body_bytes: 1 << 20,
-    };
+    let (t, l, logging) = http_logging();
     let exchange = read_request(&logging, "answered").await.bind(&logging);
     let resp = exchange
         .answer(axum::response::Response::new(axum::body::Body::from(
@@ -518,12 +524,7 @@ async fn an_answered_exchange_logs_its_request_and_answer() {
 
 #[tokio::test]
 async fn an_exchange_given_up_before_its_answer_logs_the_request() {
-    let t = Arc::new(TestSink::default());
-    let l = start(&config(), &t);
-    let logging = HttpLogging {
-        logger: Arc::clone(&l),
-        max_body_bytes: 1 << 20,
-    };
+    let (t, l, logging) = http_logging();
     let exchange = read_request(&logging, "gone").await.bind(&logging);
     // The client went away: the edge's future, holding the exchange, is dropped.
     drop(exchange);
