@@ -497,7 +497,12 @@ impl Logger {
     }
 
     fn count_dropped(&self, events: u64) {
-        let n = self.shared.stats.dropped.fetch_add(events, Ordering::Relaxed) + events;
+        let n = self
+            .shared
+            .stats
+            .dropped
+            .fetch_add(events, Ordering::Relaxed)
+            + events;
         self.shared.warn(|| {
             tracing::warn!(
                 dropped_total = n,

@@ -280,7 +280,12 @@ mod tests {
     static CT: HeaderValue = HeaderValue::from_static("application/json");
 
     /// Queues one event with body `body`, at `time`, of correlation `id`.
-    fn push_at(q: &BatchQueue, id: &str, body: &'static [u8], time: SystemTime) -> Result<(), Full> {
+    fn push_at(
+        q: &BatchQueue,
+        id: &str,
+        body: &'static [u8],
+        time: SystemTime,
+    ) -> Result<(), Full> {
         let body = Bytes::from_static(body);
         let entry = Entry {
             kind: EventKind::Request,
@@ -316,14 +321,20 @@ mod tests {
         let (mut taken, mut spare) = (Vec::new(), Vec::new());
         q.take(&mut taken, &mut spare);
         assert_eq!(ids(&taken), ["a", "b", "c"]);
-        assert!(push(&q, "e").is_err(), "taken but not yet written: still counted");
+        assert!(
+            push(&q, "e").is_err(),
+            "taken but not yet written: still counted"
+        );
         q.release(&taken);
         assert_eq!((q.len(), q.bytes()), (0, 0));
         assert!(push(&q, "e").is_ok());
 
         let q = BatchQueue::new(100, 10);
         assert!(push_at(&q, "x", b"123456", SystemTime::now()).is_ok());
-        assert!(push_at(&q, "y", b"12345", SystemTime::now()).is_err(), "11 bytes > 10");
+        assert!(
+            push_at(&q, "y", b"12345", SystemTime::now()).is_err(),
+            "11 bytes > 10"
+        );
         assert!(push_at(&q, "z", b"1234", SystemTime::now()).is_ok());
         let (mut taken, mut spare) = (Vec::new(), Vec::new());
         q.take(&mut taken, &mut spare);

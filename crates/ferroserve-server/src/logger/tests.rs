@@ -484,7 +484,11 @@ async fn read_request(logging: &HttpLogging, id: &str) -> middleware::Started {
     let body = axum::body::to_bytes(req.into_body(), usize::MAX)
         .await
         .unwrap();
-    assert_eq!(&body[..], b"{\"inputs\":[]}", "the handler reads the body as sent");
+    assert_eq!(
+        &body[..],
+        b"{\"inputs\":[]}",
+        "the handler reads the body as sent"
+    );
     started
 }
 
@@ -514,7 +518,11 @@ async fn an_answered_exchange_logs_its_request_and_answer() {
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap();
-    assert_eq!(&body[..], b"{\"outputs\":[]}", "the answer passes unchanged");
+    assert_eq!(
+        &body[..],
+        b"{\"outputs\":[]}",
+        "the answer passes unchanged"
+    );
     settle(&l, 2).await;
     assert_eq!(
         types_of(&t, "answered"),
