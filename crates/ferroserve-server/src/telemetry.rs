@@ -37,6 +37,12 @@ pub use ferroserve_core::trace::TARGET;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static SAMPLER: OnceLock<SamplerConfig> = OnceLock::new();
 
+/// The W3C trace context headers, by constant name (a name given as `&str`
+/// is parsed on each lookup).
+pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+/// See [`TRACEPARENT`].
+pub(crate) const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// Whether tracing is on (set once by [`layer`]).
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
@@ -246,7 +252,6 @@ fn next_random() -> u64 {
 /// `tracestate`); returns the remote parent context to adopt when it is.
 fn decide(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
     let sampler = SAMPLER.get()?;
-    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     let remote = headers
         .contains_key(TRACEPARENT)
         .then(|| TraceContextPropagator::new().extract(&HeaderExtractor(headers)));
@@ -478,10 +483,10 @@ fn protocol_of(route: &str) -> &'static str {
 
 /// The server span of an HTTP request that matched `route` (its pattern)
 /// when it is traced (see [`decide`]), else `None`: named `METHOD route`
-/// (`POST /v2/models/{m}/infer`), child
-/// of the caller's `traceparent` when sent, with the method, route, path
-/// and protocol (the model name and version are recorded when the request
-/// resolves a model, the status by [`record_http_status`]).
+/// (`POST /v2/models/{m}/infer`), child of the caller's `traceparent` when
+/// sent, with the method, route, path and protocol (the model name and
+/// version are recorded when the request resolves a model, the status by
+/// [`record_http_status`]).
 pub fn http_server_span(req: &Request, route: &str) -> Option<tracing::Span> {
     let remote = decide(req.headers())?;
     let method = req.method().as_str();

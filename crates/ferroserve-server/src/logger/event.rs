@@ -103,25 +103,16 @@ pub(crate) struct Event {
     pub(crate) body: Bytes,
 }
 
-/// One event of an exchange as the logger takes it: the request or the
-/// answer, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry<'a> {
+/// One event of an exchange as the logger takes it (the request or the
+/// answer, borrowed; its body as [`Bytes`]) and as the file writer renders
+/// it from its batch (body `[u8]`).
+#[derive(Debug)]
+pub(crate) struct Entry<'a, B: ?Sized = Bytes> {
     pub(crate) kind: EventKind,
     /// When it happened (`time`).
     pub(crate) time: SystemTime,
     pub(crate) content_type: &'a HeaderValue,
-    pub(crate) body: &'a Bytes,
-}
-
-/// What the JSON line of a queued event is rendered from (with its
-/// correlation).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Line<'a> {
-    pub(crate) kind: EventKind,
-    pub(crate) time: SystemTime,
-    pub(crate) content_type: &'a HeaderValue,
-    pub(crate) body: &'a [u8],
+    pub(crate) body: &'a B,
 }
 
 /// The attributes every event carries, as header values and pre-rendered
@@ -210,7 +201,7 @@ impl Attributes {
     pub(crate) fn write_json_line(
         &self,
         corr: &Correlation,
-        ev: &Line<'_>,
+        ev: &Entry<'_, [u8]>,
         recorded: &[u8],
         out: &mut Vec<u8>,
     ) {

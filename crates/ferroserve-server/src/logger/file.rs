@@ -21,45 +21,32 @@ use super::queue::{in_time_order, Batch, BatchQueue};
 /// Longest the writer lets events gather between writes under load.
 pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A file sink: its queue, taken by its writer thread.
-pub(crate) struct FileSink {
-    pub(crate) queue: BatchQueue,
-}
-
-impl FileSink {
-    /// Starts the thread writing the events queued in the returned sink to
-    /// `file`, rendered with `shared`'s attributes. `capacity` (events) and
-    /// `max_bytes` (bodies) bound the queue.
-    pub(crate) fn start(
-        file: File,
-        shared: Arc<Shared>,
-        capacity: usize,
-        max_bytes: usize,
-    ) -> std::io::Result<Arc<FileSink>> {
-        let sink = Arc::new(FileSink {
-            queue: BatchQueue::new(capacity, max_bytes),
-        });
-        let writer = Writer {
-            sink: Arc::clone(&sink),
-            file,
-            shared,
-            capacity,
-        };
-        std::thread::Builder::new()
-            .name("ferroserve-logger".into())
-            .spawn(move || writer.run())?;
-        Ok(sink)
-    }
-
-    /// Refuses further events; the writer writes what is queued, then ends.
-    pub(crate) fn close(&self) {
-        self.queue.close();
-    }
+/// Starts the thread writing the events queued in the returned queue to
+/// `file`, rendered with `shared`'s attributes. `capacity` (events) and
+/// `max_bytes` (bodies) bound the queue; closing it makes the writer write
+/// what is queued, then end.
+pub(crate) fn start(
+    file: File,
+    shared: Arc<Shared>,
+    capacity: usize,
+    max_bytes: usize,
+) -> std::io::Result<Arc<BatchQueue>> {
+    let queue = Arc::new(BatchQueue::new(capacity, max_bytes));
+    let writer = Writer {
+        queue: Arc::clone(&queue),
+        file,
+        shared,
+        capacity,
+    };
+    std::thread::Builder::new()
+        .name("ferroserve-logger".into())
+        .spawn(move || writer.run())?;
+    Ok(queue)
 }
 
 /// The writer thread's state.
 struct Writer {
-    sink: Arc<FileSink>,
+    queue: Arc<BatchQueue>,
     file: File,
     shared: Arc<Shared>,
     capacity: usize,
@@ -69,7 +56,7 @@ impl Writer {
     /// Writes everything queued, in batches, until the queue is closed and
     /// empty.
     fn run(self) {
-        let queue = &self.sink.queue;
+        let queue = &self.queue;
         let (mut taken, mut spare) = (Vec::<Batch>::new(), Vec::<Batch>::new());
         let (mut order, mut out) = (Vec::new(), Vec::<u8>::new());
         // Wait long enough for a quarter of the queue to fill at the rate

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::egress::{EgressError, Policy};
+use crate::telemetry::{TRACEPARENT, TRACESTATE};
 
 mod deliver;
 mod event;
@@ -54,11 +55,9 @@ use queue::Queue;
 /// body into its thread's batch.)
 const COPY_BELOW: usize = 16 << 10;
 
-/// Headers read for every logged request, by constant name (a name given
-/// as `&str` is parsed on each lookup).
+/// The `Ce-Id` header, read for every logged request (by constant name: a
+/// name given as `&str` is parsed on each lookup).
 const CE_ID: HeaderName = HeaderName::from_static("ce-id");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// CloudEvents type of a logged request.
 pub const CE_INFERENCE_REQUEST: &str = "org.kubeflow.serving.inference.request";
@@ -313,8 +312,8 @@ impl Drop for Logger {
     fn drop(&mut self) {
         // The file writer drains what is queued and ends (an HTTP sink's
         // senders end when the channel's sender goes with the logger).
-        if let Queue::File(f) = &self.queue {
-            f.close();
+        if let Queue::File(q) = &self.queue {
+            q.close();
         }
     }
 }
@@ -381,11 +380,12 @@ impl Logger {
         });
         let queue = match sink {
             Sink::File(file) => Queue::File(
-                file::FileSink::start(file, Arc::clone(&shared), capacity, config.queue_bytes)
-                    .map_err(|source| LoggerError::File {
+                file::start(file, Arc::clone(&shared), capacity, config.queue_bytes).map_err(
+                    |source| LoggerError::File {
                         path: PathBuf::from(&config.url),
                         source,
-                    })?,
+                    },
+                )?,
             ),
             Sink::Remote(remote) => {
                 let (tx, rx) = mpsc::channel(capacity);
@@ -462,8 +462,8 @@ impl Logger {
     /// full are dropped and counted.
     pub(crate) fn log_all(&self, corr: &Correlation, entries: &[Entry<'_>]) {
         match &self.queue {
-            Queue::File(f) => {
-                if f.queue.push(corr, entries).is_err() {
+            Queue::File(q) => {
+                if q.push(corr, entries).is_err() {
                     self.count_dropped(entries.len() as u64);
                 }
             }
@@ -599,7 +599,7 @@ impl Logger {
              # TYPE ferroserve_logger_queue_bytes gauge\n\
              ferroserve_logger_queue_bytes {}",
             match &self.queue {
-                Queue::File(f) => f.queue.bytes(),
+                Queue::File(q) => q.bytes(),
                 Queue::Channel { .. } => self.shared.pending_bytes.load(Ordering::Relaxed),
             }
         );

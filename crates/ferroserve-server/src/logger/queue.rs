@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use axum::http::HeaderValue;
 use tokio::sync::mpsc;
 
-use super::event::{Entry, Event, Line};
+use super::event::{Entry, Event};
 use super::{Correlation, EventKind};
 use crate::shard::Sharded;
 
@@ -42,7 +42,7 @@ pub(crate) enum Queue {
         capacity: usize,
     },
     /// Taken in batches by the file sink's writer thread.
-    File(std::sync::Arc<super::file::FileSink>),
+    File(std::sync::Arc<BatchQueue>),
 }
 
 impl Queue {
@@ -50,7 +50,7 @@ impl Queue {
     pub(crate) fn len(&self) -> usize {
         match self {
             Queue::Channel { tx, capacity } => capacity.saturating_sub(tx.capacity()),
-            Queue::File(f) => f.queue.len(),
+            Queue::File(q) => q.len(),
         }
     }
 }
@@ -106,15 +106,15 @@ impl Batch {
     }
 
     /// Event `i`: its correlation and what its line is rendered from.
-    pub(crate) fn event(&self, i: usize) -> (&Correlation, Line<'_>) {
+    pub(crate) fn event(&self, i: usize) -> (&Correlation, Entry<'_, [u8]>) {
         let q = &self.events[i];
-        let line = Line {
+        let entry = Entry {
             kind: q.kind,
             time: q.time,
             content_type: &q.content_type,
             body: &self.bodies[q.body.clone()],
         };
-        (&q.corr, line)
+        (&q.corr, entry)
     }
 
     /// The time of event `i`.

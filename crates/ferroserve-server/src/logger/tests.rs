@@ -328,7 +328,7 @@ fn json_lines_embed_json_and_base64_other_bodies() {
         tracestate: None,
     }));
     let (json, binary) = (json(), HeaderValue::from_static("application/octet-stream"));
-    let line = |content_type, body| event::Line {
+    let line = |content_type, body: &'static [u8]| event::Entry::<[u8]> {
         kind: EventKind::Response,
         time: UNIX_EPOCH + Duration::from_micros(1_709_251_199_123_456),
         content_type,
@@ -481,15 +481,19 @@ async fn read_request(logging: &HttpLogging, id: &str) -> middleware::Started {
         .body(axum::body::Body::from("{\"inputs\":[]}"))
         .unwrap();
     let started = logging.begin(&mut req);
-    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    assert_eq!(
-        &body[..],
+    assert_body(
+        req.into_body(),
         b"{\"inputs\":[]}",
-        "the handler reads the body as sent"
-    );
+        "the handler reads the body as sent",
+    )
+    .await;
     started
+}
+
+/// Reads `body` to its end and checks it is `want`.
+async fn assert_body(body: axum::body::Body, want: &[u8], what: &str) {
+    let got = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    assert_eq!(&got[..], want, "{what}");
 }
 
 /// The `ce-type`s of what the sink accepted with `id`.
@@ -515,14 +519,12 @@ async fn an_answered_exchange_logs_its_request_and_answer() {
             "{\"outputs\":[]}",
         )))
         .await;
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    assert_eq!(
-        &body[..],
+    assert_body(
+        resp.into_body(),
         b"{\"outputs\":[]}",
-        "the answer passes unchanged"
-    );
+        "the answer passes unchanged",
+    )
+    .await;
     settle(&l, 2).await;
     assert_eq!(
         types_of(&t, "answered"),
