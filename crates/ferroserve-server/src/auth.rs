@@ -744,15 +744,21 @@ impl Auth {
     /// write its reference count, from whichever core serves it).
     fn identify(&self, headers: &HeaderMap) -> Result<Cow<'_, Arc<Principal>>, Miss> {
         let api_key = headers.get(X_API_KEY).map(|v| v.to_str());
-        let bearer = headers.get(header::AUTHORIZATION).map(|v| {
-            v.to_str().map(|s| {
-                let s = s.trim();
-                match s.split_once(' ') {
-                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-                    _ => "",
-                }
-            })
-        });
+        // Looked up only without an API key (which takes precedence).
+        let bearer = match api_key {
+            Some(_) => None,
+            None => headers.get(header::AUTHORIZATION).map(|v| {
+                v.to_str().map(|s| {
+                    let s = s.trim();
+                    match s.split_once(' ') {
+                        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                            rest.trim()
+                        }
+                        _ => "",
+                    }
+                })
+            }),
+        };
         match (api_key, bearer) {
             (Some(Ok(k)), _) => Ok(Cow::Borrowed(self.check_key(k.trim())?)),
             (None, Some(Ok(t))) if !t.is_empty() => {
@@ -917,18 +923,32 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// The first six `/`-separated segments of `path` (as `str::split`, by
+/// bytes: this runs for every request, and a path has a few short segments).
+fn first_segments(path: &str) -> [Option<&str>; 6] {
+    let mut seg = [None; 6];
+    let mut rest = Some(path);
+    for s in seg.iter_mut() {
+        let Some(r) = rest else { break };
+        // `/` is ASCII: both slices are at character boundaries.
+        match r.bytes().position(|b| b == b'/') {
+            Some(i) => {
+                *s = Some(&r[..i]);
+                rest = Some(&r[i + 1..]);
+            }
+            None => {
+                *s = Some(r);
+                rest = None;
+            }
+        }
+    }
+    seg
+}
+
 /// The action of a REST request, from its path (the one place that maps
 /// routes to actions: v1, v2, repository, MLflow).
 pub fn http_action(path: &str) -> Action<'_> {
-    let mut it = path.trim_start_matches('/').split('/');
-    let seg: [Option<&str>; 6] = [
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-    ];
+    let seg = first_segments(path.trim_start_matches('/'));
     match seg {
         [Some("v2"), Some("health"), ..] | [Some("ping" | "health"), None, ..] => Action::Health,
         [Some("metrics"), None, ..] => Action::Metrics,
@@ -1392,6 +1412,29 @@ jwt:
             grpc_path_action("/inference.GRPCInferenceService/ModelInfer"),
             None
         );
+    }
+
+    #[test]
+    fn segments_as_split() {
+        for path in [
+            "",
+            "/",
+            "a",
+            "a/",
+            "/a",
+            "a//b",
+            "v2/models/iris/versions/2/infer",
+            "a/b/c/d/e/f/g/h",
+            "v1/models/é/x",
+            "//",
+            "a/b/c/d/e/f",
+        ] {
+            let mut want = [None; 6];
+            for (w, s) in want.iter_mut().zip(path.split('/')) {
+                *w = Some(s);
+            }
+            assert_eq!(first_segments(path), want, "{path:?}");
+        }
     }
 
     #[test]

@@ -56,17 +56,18 @@ impl std::fmt::Display for EventId {
     }
 }
 
-/// Writes `x` as a UUID (`8-4-4-4-12` lower-case hex digits) into `out`.
-fn uuid_text(x: u128, out: &mut [u8; 36]) {
+/// Writes `x` as a UUID (`8-4-4-4-12` lower-case hex digits) into `out`,
+/// a byte (two digits) at a time.
+pub(crate) fn uuid_text(x: u128, out: &mut [u8; 36]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut j = 0;
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out[j] = b'-';
-            j += 1;
-        }
-        out[j] = HEX[((x >> (124 - 4 * i)) & 0xF) as usize];
-        j += 1;
+    // Where each byte's two digits go (dashes at 8, 13, 18 and 23).
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    for (byte, at) in x.to_be_bytes().into_iter().zip(AT) {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xF)];
+    }
+    for dash in [8, 13, 18, 23] {
+        out[dash] = b'-';
     }
 }
 
@@ -195,7 +196,7 @@ impl Attributes {
 
     /// Appends `ev` of `corr` as one CloudEvents JSON object and a newline
     /// to `out`. `recorded` is the `recordedtime` already rendered (quotes
-    /// included). A JSON body is embedded as `data` as received (its line
+    /// included); `memo` keeps the last content type rendered. A JSON body is embedded as `data` as received (its line
     /// breaks, which valid JSON has only between tokens, become spaces); any
     /// other body is `data_base64`.
     pub(crate) fn write_json_line(
@@ -203,6 +204,7 @@ impl Attributes {
         corr: &Correlation,
         ev: &Entry<'_, [u8]>,
         recorded: &[u8],
+        memo: &mut ContentTypeMemo,
         out: &mut Vec<u8>,
     ) {
         out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
@@ -231,11 +233,10 @@ impl Attributes {
                 json_bytes(out, s.as_bytes());
             }
         }
-        let ct = ev.content_type.as_bytes();
-        out.extend_from_slice(b",\"datacontenttype\":");
-        json_bytes(out, ct);
-        let is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"))
-            && serde_json::from_slice::<serde::de::IgnoredAny>(ev.body).is_ok();
+        let ct = memo.rendered(ev.content_type.as_bytes());
+        out.extend_from_slice(&ct.json);
+        let is_json =
+            ct.is_json && serde_json::from_slice::<serde::de::IgnoredAny>(ev.body).is_ok();
         if is_json {
             out.extend_from_slice(b",\"data\":");
             out.extend(ev.body.iter().map(|&b| match b {
@@ -248,6 +249,41 @@ impl Attributes {
             out.push(b'"');
         }
         out.extend_from_slice(b"}\n");
+    }
+}
+
+/// The `datacontenttype` attribute of the content type rendered last:
+/// most events of a server share one or two content types, so a line
+/// usually reuses it instead of checking its bytes again.
+#[derive(Default)]
+pub(crate) struct ContentTypeMemo {
+    content_type: Vec<u8>,
+    rendered: RenderedContentType,
+}
+
+/// A content type as a line's attribute.
+#[derive(Default)]
+struct RenderedContentType {
+    /// `,"datacontenttype":"…"`.
+    json: Vec<u8>,
+    /// Whether it names JSON (a body then is embedded as `data` when it
+    /// parses).
+    is_json: bool,
+}
+
+impl ContentTypeMemo {
+    /// `ct` rendered (from the memo when it is the last one).
+    fn rendered(&mut self, ct: &[u8]) -> &RenderedContentType {
+        if self.content_type != ct || self.rendered.json.is_empty() {
+            self.content_type.clear();
+            self.content_type.extend_from_slice(ct);
+            let r = &mut self.rendered;
+            r.json.clear();
+            r.json.extend_from_slice(b",\"datacontenttype\":");
+            json_bytes(&mut r.json, ct);
+            r.is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
+        }
+        &self.rendered
     }
 }
 
@@ -341,11 +377,8 @@ fn render_second(secs: u64) -> [u8; 19] {
     b
 }
 
-/// Appends `data` in standard base64 with padding.
+/// Appends `data` in standard base64 with padding (SIMD where the CPU
+/// has it: bodies are most of what the file sink writes).
 pub(crate) fn base64_into(out: &mut Vec<u8>, data: &[u8]) {
-    use base64::Engine as _;
-    let start = out.len();
-    out.resize(start + data.len().div_ceil(3) * 4, 0);
-    // The slice is exactly the encoded length: encoding cannot fail.
-    let _ = base64::engine::general_purpose::STANDARD.encode_slice(data, &mut out[start..]);
+    base64_simd::STANDARD.encode_append(data, out);
 }

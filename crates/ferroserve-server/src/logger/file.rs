@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::deliver::{backoff, Shared};
-use super::event::write_rfc3339;
+use super::event::{write_rfc3339, ContentTypeMemo};
 use super::queue::{in_time_order, Batch, BatchQueue};
 
 /// Longest the writer lets events gather between writes under load.
@@ -59,6 +59,7 @@ impl Writer {
         let queue = &self.queue;
         let (mut taken, mut spare) = (Vec::<Batch>::new(), Vec::<Batch>::new());
         let (mut order, mut out) = (Vec::new(), Vec::<u8>::new());
+        let mut memo = ContentTypeMemo::default();
         // Wait long enough for a quarter of the queue to fill at the rate
         // events came last time, at most FILE_FLUSH_INTERVAL: few wake-ups,
         // and the queue stays far from full at any rate.
@@ -77,7 +78,7 @@ impl Writer {
                 }
                 let per_event = began.elapsed() / (n as u32);
                 wait = per_event.saturating_mul(quarter).min(FILE_FLUSH_INTERVAL);
-                self.render(&taken, &mut order, &mut out);
+                self.render(&taken, &mut order, &mut memo, &mut out);
                 self.write_with_retries(&out, n as u64);
                 queue.release(&taken);
                 // Keep the batches for the shards' next turn, but give back
@@ -97,7 +98,13 @@ impl Writer {
     }
 
     /// Renders the events of `taken` into `out`, in the order of their time.
-    fn render(&self, taken: &[Batch], order: &mut Vec<(u32, u32)>, out: &mut Vec<u8>) {
+    fn render(
+        &self,
+        taken: &[Batch],
+        order: &mut Vec<(u32, u32)>,
+        memo: &mut ContentTypeMemo,
+        out: &mut Vec<u8>,
+    ) {
         out.clear();
         let mut recorded = Vec::with_capacity(32);
         recorded.push(b'"');
@@ -108,7 +115,7 @@ impl Writer {
             let (corr, line) = taken[b as usize].event(i as usize);
             self.shared
                 .attrs
-                .write_json_line(corr, &line, &recorded, out);
+                .write_json_line(corr, &line, &recorded, memo, out);
         }
     }
 

@@ -236,6 +236,16 @@ fn helpers() {
     assert_eq!(b64(b"f"), "Zg==");
     assert_eq!(b64(b"fo"), "Zm8=");
     assert_eq!(b64(b"foobar"), "Zm9vYmFy");
+    // Long enough for the SIMD paths, every tail length: as the base64 crate.
+    use base64::Engine as _;
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 37 % 256) as u8).collect();
+    for n in 0..data.len() {
+        let want = base64::engine::general_purpose::STANDARD.encode(&data[..n]);
+        assert_eq!(b64(&data[..n]), want, "{n} bytes");
+    }
+    let mut text = [0u8; 36];
+    event::uuid_text(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210, &mut text);
+    assert_eq!(&text, b"01234567-89ab-cdef-fedc-ba9876543210");
     assert_eq!(
         backoff(Duration::from_millis(100), 0),
         Duration::from_millis(100)
@@ -334,14 +344,14 @@ fn json_lines_embed_json_and_base64_other_bodies() {
         content_type,
         body,
     };
-    let mut out = Vec::new();
+    let (mut out, mut memo) = (Vec::new(), event::ContentTypeMemo::default());
     let recorded = b"\"2024-01-01T00:00:00.000000Z\"";
     for l in [
         line(&json, b"{\n  \"a\": [1,\r\n 2],\n \"s\": \"x\\ny\"\n}"),
         line(&json, b"{not json"),
         line(&binary, b"\x00\x01"),
     ] {
-        attrs.write_json_line(&corr, &l, recorded, &mut out);
+        attrs.write_json_line(&corr, &l, recorded, &mut memo, &mut out);
     }
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.split_terminator('\n').collect();
