@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::Rng as _;
+
 use axum::http::{header, HeaderValue};
 use bytes::Bytes;
 
@@ -35,7 +37,7 @@ pub(crate) enum EventId {
 impl EventId {
     /// A new random (version 4) UUID.
     pub(crate) fn random() -> Self {
-        let mut x: u128 = rand::random();
+        let mut x: u128 = ID_RNG.with(|r| r.borrow_mut().random());
         x = (x & !(0xF_u128 << 76)) | (0x4_u128 << 76);
         x = (x & !(0x3_u128 << 62)) | (0x2_u128 << 62);
         EventId::Random(x)
@@ -54,6 +56,15 @@ impl std::fmt::Display for EventId {
             EventId::Given(s) => f.write_str(s),
         }
     }
+}
+
+thread_local! {
+    /// Draws event ids: a small generator per thread, seeded from the
+    /// thread's cryptographic one (ids need to be unique, not secret; a
+    /// draw from `rand::random` costs several times more, on every logged
+    /// request).
+    static ID_RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_rng(&mut rand::rng()));
 }
 
 /// Writes `x` as a UUID (`8-4-4-4-12` lower-case hex digits) into `out`,

@@ -69,8 +69,7 @@ impl HttpLogging {
             let inner = std::mem::replace(req.body_mut(), Body::empty());
             *req.body_mut() = Body::new(RequestTee {
                 inner,
-                seen: Vec::new(),
-                size: 0,
+                seen: Chunks::default(),
                 cap: self.max_body_bytes,
                 reading: true,
                 capture: Arc::clone(&capture),
@@ -86,17 +85,48 @@ enum Capture {
     /// Still being read (or given up: over the limit, or reading failed).
     Reading,
     /// Read to its end at `time`.
-    Read {
-        chunks: Vec<Bytes>,
-        size: usize,
-        time: SystemTime,
-    },
+    Read { chunks: Chunks, time: SystemTime },
     /// Dropped by the handler before its end.
-    Unread {
-        rest: Body,
-        seen: Vec<Bytes>,
-        size: usize,
-    },
+    Unread { rest: Body, seen: Chunks },
+}
+
+/// The chunks of a body read so far (reference-counted, not copied): the
+/// first held inline, as most bodies come in one.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+    /// Bytes in all.
+    size: usize,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        self.size += chunk.len();
+        if chunk.is_empty() {
+            return;
+        }
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.more.push(chunk),
+        }
+    }
+
+    /// The first chunk as it is when it is all, else every chunk joined.
+    fn joined(self) -> Bytes {
+        match self.first {
+            None => Bytes::new(),
+            Some(first) if self.more.is_empty() => first,
+            Some(first) => {
+                let mut all = BytesMut::with_capacity(self.size);
+                all.extend_from_slice(&first);
+                for c in &self.more {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        }
+    }
 }
 
 /// A logged request on its way to the handler, not yet tied to its logger
@@ -128,48 +158,43 @@ pub struct Exchange<'a> {
     capture: Option<(Arc<Mutex<Capture>>, HeaderValue)>,
 }
 
-/// One chunk as it is, more joined.
-fn joined(chunks: Vec<Bytes>, size: usize) -> Bytes {
-    match <[Bytes; 1]>::try_from(chunks) {
-        Ok([one]) => one,
-        Err(chunks) => {
-            let mut all = BytesMut::with_capacity(size);
-            for c in &chunks {
-                all.extend_from_slice(c);
-            }
-            all.freeze()
-        }
-    }
-}
+/// A request body as [`Exchange::answer`] logs it: the body, when it was
+/// read and its content type.
+type LoggedRequest = (Bytes, SystemTime, HeaderValue);
+
+/// The rest of a request body the handler left unread, being read.
+type ReadingRest = Pin<Box<dyn std::future::Future<Output = Option<LoggedRequest>> + Send>>;
 
 impl Exchange<'_> {
-    /// The request body the handler read, or the rest of it read now (as
-    /// the request logger always reads the whole request), and when it was
-    /// read; `None` when requests are not logged, or the body was over the
-    /// limit or cut short (the handler refused it or the client went away).
-    async fn request_body(&mut self) -> Option<(Bytes, SystemTime, HeaderValue)> {
-        let (capture, ct) = self.capture.take()?;
+    /// The request body the handler read and when it was read (`Ok(None)`
+    /// when requests are not logged, or the body was over the limit or cut
+    /// short: the handler refused it or the client went away); or, when the
+    /// handler left it unread, a future reading the rest (as the request
+    /// logger always reads the whole request). Not itself `async`: the
+    /// future of every logged exchange stays small (see [`whole`]).
+    fn take_request(&mut self) -> Result<Option<LoggedRequest>, ReadingRest> {
+        let Some((capture, ct)) = self.capture.take() else {
+            return Ok(None);
+        };
         let taken = std::mem::replace(&mut *capture.lock(), Capture::Reading);
         match taken {
-            Capture::Reading => None,
-            Capture::Read { chunks, size, time } => Some((joined(chunks, size), time, ct)),
-            Capture::Unread {
-                rest,
-                mut seen,
-                size,
-            } => {
-                let room = self.logging.max_body_bytes.saturating_sub(size);
-                let rest = http_body_util::Limited::new(rest, room)
-                    .collect()
-                    .await
-                    .ok()?
-                    .to_bytes();
-                let size = size + rest.len();
-                if !rest.is_empty() {
-                    seen.push(rest);
-                }
-                Some((joined(seen, size), SystemTime::now(), ct))
+            Capture::Reading => Ok(None),
+            Capture::Read { chunks, time } => Ok(Some((chunks.joined(), time, ct))),
+            Capture::Unread { rest, seen } => {
+                let room = self.logging.max_body_bytes.saturating_sub(seen.size);
+                Err(Box::pin(async move {
+                    let body = read_rest(rest, seen, room).await?;
+                    Some((body, SystemTime::now(), ct))
+                }))
             }
+        }
+    }
+
+    /// [`Self::take_request`], waiting for the rest when it is unread.
+    async fn request(&mut self) -> Option<LoggedRequest> {
+        match self.take_request() {
+            Ok(request) => request,
+            Err(reading) => reading.await,
         }
     }
 
@@ -183,7 +208,8 @@ impl Exchange<'_> {
         let logged_ok = logger.logs_response() && resp.status() == StatusCode::OK;
         let ct = content_type(resp.headers());
         if !logged_ok || ct.as_bytes().starts_with(b"text/event-stream") {
-            self.log_with(None).await;
+            let request = self.request().await;
+            self.log(request, None);
             if !logged_ok {
                 return resp;
             }
@@ -198,7 +224,9 @@ impl Exchange<'_> {
             return Response::from_parts(parts, Body::new(tee));
         }
         let (parts, body) = resp.into_parts();
-        match whole(body).await {
+        let read = whole(body).await;
+        let request = self.request().await;
+        match read {
             Ok(bytes) => {
                 let response = Entry {
                     kind: EventKind::Response,
@@ -206,11 +234,11 @@ impl Exchange<'_> {
                     content_type: &ct,
                     body: &bytes,
                 };
-                self.log_with(Some(response)).await;
+                self.log(request, Some(response));
                 Response::from_parts(parts, Body::from(bytes))
             }
             Err(e) => {
-                self.log_with(None).await;
+                self.log(request, None);
                 crate::http::error::ApiError(ferroserve_core::Error::Internal(format!(
                     "failed to read the response body: {e}"
                 )))
@@ -219,10 +247,9 @@ impl Exchange<'_> {
         }
     }
 
-    /// Logs the request (when it is logged and was read) and `response`,
-    /// in one step.
-    async fn log_with(&mut self, response: Option<Entry<'_>>) {
-        let request = self.request_body().await;
+    /// Logs `request` (when it is logged and was read) and `response`, in
+    /// one step.
+    fn log(&self, request: Option<LoggedRequest>, response: Option<Entry<'_>>) {
         let request = request.as_ref().map(|(body, time, ct)| Entry {
             kind: EventKind::Request,
             time: *time,
@@ -238,17 +265,32 @@ impl Exchange<'_> {
     }
 }
 
+/// The chunks of a request body read so far and the rest of it (at most
+/// `room` more bytes), joined; `None` when the rest is over `room` or
+/// cannot be read.
+async fn read_rest(rest: Body, mut seen: Chunks, room: usize) -> Option<Bytes> {
+    let rest = http_body_util::Limited::new(rest, room)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    seen.push(rest);
+    Some(seen.joined())
+}
+
 /// The whole of an answer's body: its first frame as it is when that is
 /// all (an answer built from bytes, as most are), else every frame joined.
 async fn whole(mut body: Body) -> Result<Bytes, axum::Error> {
-    let first = match body.frame().await.transpose()? {
+    let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+    let first = match first.transpose()? {
         Some(frame) => frame.into_data().unwrap_or_default(),
         None => return Ok(Bytes::new()),
     };
     if body.is_end_stream() {
         return Ok(first);
     }
-    let rest = axum::body::to_bytes(body, usize::MAX).await?;
+    // Boxed: a rare path whose future would enlarge every logged answer's.
+    let rest = Box::pin(axum::body::to_bytes(body, usize::MAX)).await?;
     let mut all = BytesMut::with_capacity(first.len() + rest.len());
     all.extend_from_slice(&first);
     all.extend_from_slice(&rest);
@@ -262,8 +304,8 @@ impl Drop for Exchange<'_> {
             return;
         };
         let taken = std::mem::replace(&mut *capture.lock(), Capture::Reading);
-        if let Capture::Read { chunks, size, time } = taken {
-            let body = joined(chunks, size);
+        if let Capture::Read { chunks, time } = taken {
+            let body = chunks.joined();
             let entry = Entry {
                 kind: EventKind::Request,
                 time,
@@ -302,8 +344,7 @@ fn content_type(h: &HeaderMap) -> HeaderValue {
 /// it); one dropped before its end is left to [`Exchange::answer`] to read.
 struct RequestTee {
     inner: Body,
-    seen: Vec<Bytes>,
-    size: usize,
+    seen: Chunks,
     cap: usize,
     /// Neither left for the exchange nor given up yet.
     reading: bool,
@@ -315,7 +356,6 @@ impl RequestTee {
         if std::mem::take(&mut self.reading) {
             *self.capture.lock() = Capture::Read {
                 chunks: std::mem::take(&mut self.seen),
-                size: self.size,
                 time: SystemTime::now(),
             };
         }
@@ -335,11 +375,10 @@ impl http_body::Body for RequestTee {
         match &polled {
             Poll::Ready(Some(Ok(frame))) if this.reading => {
                 if let Some(data) = frame.data_ref() {
-                    this.size += data.len();
-                    if this.size > this.cap {
+                    if this.seen.size + data.len() > this.cap {
                         this.reading = false;
-                        this.seen = Vec::new();
-                    } else if !data.is_empty() {
+                        this.seen = Chunks::default();
+                    } else {
                         this.seen.push(data.clone());
                     }
                 }
@@ -370,11 +409,10 @@ impl Drop for RequestTee {
         }
         if self.inner.is_end_stream() {
             self.finish();
-        } else if self.size as u64 + self.inner.size_hint().lower() <= self.cap as u64 {
+        } else if self.seen.size as u64 + self.inner.size_hint().lower() <= self.cap as u64 {
             *self.capture.lock() = Capture::Unread {
                 rest: std::mem::replace(&mut self.inner, Body::empty()),
                 seen: std::mem::take(&mut self.seen),
-                size: self.size,
             };
         }
     }
