@@ -68,14 +68,23 @@ thread_local! {
 }
 
 /// Writes `x` as a UUID (`8-4-4-4-12` lower-case hex digits) into `out`,
-/// a byte (two digits) at a time.
+/// a byte (two digits, from a table) at a time.
 pub(crate) fn uuid_text(x: u128, out: &mut [u8; 36]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Each byte's two hex digits.
+    const PAIRS: [[u8; 2]; 256] = {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 0xF]];
+            i += 1;
+        }
+        t
+    };
     // Where each byte's two digits go (dashes at 8, 13, 18 and 23).
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     for (byte, at) in x.to_be_bytes().into_iter().zip(AT) {
-        out[at] = HEX[usize::from(byte >> 4)];
-        out[at + 1] = HEX[usize::from(byte & 0xF)];
+        out[at..at + 2].copy_from_slice(&PAIRS[usize::from(byte)]);
     }
     for dash in [8, 13, 18, 23] {
         out[dash] = b'-';
