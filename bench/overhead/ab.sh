@@ -24,13 +24,22 @@ for line in open(sys.argv[1]):
     p = line.split()  # bin round config infer/s vs-off cpu ...
     tp[(p[0], p[2])].append(float(p[3])); cpu[(p[0], p[2])].append(float(p[5]))
     by_round[(p[0], p[2], p[1])] = (float(p[3]), float(p[5]))
+print(f"{'':40s} {'':8s} {'':8s} {'medians':>7s}  {'':8s} {'':5s}  per round: {'vs off':>6s} {'CPU':>5s}")
 for b in dict.fromkeys(k[0] for k in tp):
     off_t, off_c = statistics.median(tp[(b, "off")]), statistics.median(cpu[(b, "off")])
     for (bb, cfg), v in tp.items():
         if bb != b:
             continue
         t, c = statistics.median(v), statistics.median(cpu[(b, cfg)])
-        print(f"{b:40s} {cfg:8s} {t:8.0f} {100 * (t / off_t - 1):+6.1f}%  {c:5.1f} µs {c - off_c:+5.1f}")
+        # Each configuration against the "off" run just before it in the same round (minutes
+        # apart at most), median over rounds: less exposed to the host's drift than the ratio of
+        # the medians, and to a binary whose "off" runs happened to be lucky.
+        rounds = [(by_round[k], by_round[(b, "off", k[2])]) for k in by_round
+                  if k[0] == b and k[1] == cfg and (b, "off", k[2]) in by_round]
+        pr = statistics.median(100 * (x[0] / o[0] - 1) for x, o in rounds)
+        pc = statistics.median(x[1] - o[1] for x, o in rounds)
+        print(f"{b:40s} {cfg:8s} {t:8.0f} {100 * (t / off_t - 1):+6.1f}%  {c:5.1f} µs {c - off_c:+5.1f}"
+              f"             {pr:+5.1f}% {pc:+5.1f}")
 # Paired by round (each round runs A then B): drift between rounds cancels out.
 bins = list(dict.fromkeys(k[0] for k in tp))
 if len(bins) == 2:

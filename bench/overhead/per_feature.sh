@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Per-feature cost: perf_analyzer HTTP c=8 on examples/iris with one feature on at a time (metrics,
 # 1% tracing to a local OTLP/HTTP sink, file request logger, API-key auth), then everything on at
-# once (the issue's target row), against everything off. Two more for diagnosis, not run by
-# default: "edge" (the HTTP edge on with nothing to do) and "tracing0" (tracing on, nothing
+# once (the issue's target row), against everything off (configs.sh). Two more for diagnosis, not
+# run by default: "edge" (the HTTP edge on with nothing to do) and "tracing0" (tracing on, nothing
 # sampled). Configurations are interleaved round by round (ROUNDS, default 3) so drift on this
 # shared machine hits all of them alike; the summary gives each configuration's median and its
 # ratio to the median of "off".
@@ -12,46 +12,17 @@ set -u
 cd "$(dirname "$0")/../.."
 B="${FERRO_BIN:-${CARGO_TARGET_DIR:-/tmp/ferroserve-target}/release/ferroserve}"; PA=/tmp/perf-analyzer/perf_analyzer
 ROUNDS="${ROUNDS:-3}"; WINDOW_MS="${WINDOW_MS:-3000}"
+source bench/overhead/configs.sh
 OUT=$(mktemp -d /tmp/ovh.XXXX)
-SHA=$(printf %s k | sha256sum | cut -d' ' -f1); printf 'api_keys:\n  - {name: b, sha256: %s, models: ["*"]}\n' $SHA > $OUT/auth.yaml
-python3 -c "
-import http.server, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get('content-length', 0)))
-        self.send_response(200); self.send_header('content-length','0'); self.end_headers()
-    def log_message(self,*a): pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer): daemon_threads=True
-S(('127.0.0.1',18199),H).serve_forever()" &
-SINKPID=$!
-trap 'kill $SINKPID 2>/dev/null; rm -rf $OUT' EXIT
-sleep 1
+overhead_setup "$OUT"
+trap 'overhead_teardown; rm -rf $OUT' EXIT
 base="$B serve --model_dir examples/iris --host 127.0.0.1 --http_port 18190 --no_grpc"
-TRACE="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18199 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01"
-# name | env | flags | perf_analyzer extra
-cfg() {
-  case $1 in
-    off)      echo "|--metrics false|";;
-    metrics)  echo "|--metrics true|";;
-    # The edge alone (a header size limit: a check costing nothing), for
-    # what turning any feature on costs before the feature's own work.
-    edge)     echo "|--metrics false --max_header_bytes 65536|";;
-    tracing)  echo "$TRACE|--metrics false --tracing|";;
-    # Tracing on, nothing sampled: what the 1% of traced requests cost is
-    # the difference to "tracing".
-    tracing0) echo "${TRACE%=0.01}=0|--metrics false --tracing|";;
-    logfile)  echo "|--metrics false --logger_url file://$OUT/events.jsonl|";;
-    auth)     echo "|--metrics false --auth_config $OUT/auth.yaml|-H x-api-key:k";;
-    allon)    echo "$TRACE|--metrics true --tracing --logger_url file://$OUT/events.jsonl --auth_config $OUT/auth.yaml|-H x-api-key:k";;
-  esac
-}
 CONFIGS=("$@"); [ ${#CONFIGS[@]} -eq 0 ] && CONFIGS=(off metrics tracing logfile auth allon)
 # CPU ticks (user + system) of process $1; inferences served so far (Triton statistics).
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 served() { curl -s ${2:+-H $2} 127.0.0.1:18190/v2/models/iris/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['model_stats'][0]['inference_count'])"; }
 run() {
-  IFS='|' read -r envs flags extra <<<"$(cfg $1)"
+  IFS='|' read -r envs flags extra <<<"$(overhead_cfg $1)"
   # The previous server must be gone before this one binds the port.
   for i in $(seq 50); do curl -s -o /dev/null 127.0.0.1:18190/ || break; sleep 0.1; done
   env $envs $base $flags > $OUT/server-$1.log 2>&1 & local p=$!
