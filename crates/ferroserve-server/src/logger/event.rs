@@ -216,9 +216,10 @@ impl Attributes {
 
     /// Appends `ev` of `corr` as one CloudEvents JSON object and a newline
     /// to `out`. `recorded` is the `recordedtime` already rendered (quotes
-    /// included); `memo` keeps the last content type rendered. A JSON body is embedded as `data` as received (its line
-    /// breaks, which valid JSON has only between tokens, become spaces); any
-    /// other body is `data_base64`.
+    /// included); `memo` keeps the last content type rendered. A JSON body
+    /// is embedded as `data` as received (its line breaks, which valid JSON
+    /// has only between tokens, become spaces); any other body is
+    /// `data_base64`.
     pub(crate) fn write_json_line(
         &self,
         corr: &Correlation,
