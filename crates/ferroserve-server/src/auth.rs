@@ -897,7 +897,7 @@ pub fn principal_of(extensions: &http::Extensions) -> Option<&Principal> {
 }
 
 fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
+    if !s.as_bytes().contains(&b'%') {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
@@ -948,7 +948,8 @@ fn first_segments(path: &str) -> [Option<&str>; 6] {
 /// The action of a REST request, from its path (the one place that maps
 /// routes to actions: v1, v2, repository, MLflow).
 pub fn http_action(path: &str) -> Action<'_> {
-    let seg = first_segments(path.trim_start_matches('/'));
+    let leading = path.bytes().take_while(|&b| b == b'/').count();
+    let seg = first_segments(&path[leading..]);
     match seg {
         [Some("v2"), Some("health"), ..] | [Some("ping" | "health"), None, ..] => Action::Health,
         [Some("metrics"), None, ..] => Action::Metrics,

@@ -63,8 +63,14 @@ impl HttpLogging {
     /// recorded as the handler reads it. [`Started::bind`] then ties the
     /// exchange to this logger for its answer.
     pub fn begin(&self, req: &mut Request) -> Started {
-        let corr = self.logger.begin(req.headers());
-        let capture = self.logger.logs_request().then(|| {
+        let headers = super::RequestHeaders::of(req.headers());
+        let corr = self.logger.begin_with(&headers);
+        let content_type = self.logger.logs_request().then(|| {
+            headers
+                .content_type
+                .map_or_else(json_content_type, known_content_type)
+        });
+        let capture = content_type.map(|content_type| {
             let capture = Arc::new(Mutex::new(Capture::Reading));
             let inner = std::mem::replace(req.body_mut(), Body::empty());
             *req.body_mut() = Body::new(RequestTee {
@@ -74,7 +80,7 @@ impl HttpLogging {
                 reading: true,
                 capture: Arc::clone(&capture),
             });
-            (capture, content_type(req.headers()))
+            (capture, content_type)
         });
         Started { corr, capture }
     }
@@ -322,17 +328,31 @@ impl Drop for Exchange<'_> {
 /// connection's read buffer (see [`super::COPY_BELOW`]): the usual types
 /// are static, others copied.
 fn content_type(h: &HeaderMap) -> HeaderValue {
-    // Built once (`from_static` checks every byte when called at run time).
-    static KNOWN: [HeaderValue; 4] = [
-        HeaderValue::from_static("application/json"),
-        HeaderValue::from_static("application/octet-stream"),
-        HeaderValue::from_static("text/event-stream"),
-        HeaderValue::from_static("text/csv"),
-    ];
-    let Some(v) = h.get(header::CONTENT_TYPE) else {
-        return KNOWN[0].clone();
-    };
-    match KNOWN.iter().find(|k| k.as_bytes() == v.as_bytes()) {
+    h.get(header::CONTENT_TYPE)
+        .map(known_content_type)
+        .unwrap_or_else(json_content_type)
+}
+
+/// The usual content types, built once (`from_static` checks every byte
+/// when called at run time); the first is the default.
+static KNOWN_CONTENT_TYPES: [HeaderValue; 4] = [
+    HeaderValue::from_static("application/json"),
+    HeaderValue::from_static("application/octet-stream"),
+    HeaderValue::from_static("text/event-stream"),
+    HeaderValue::from_static("text/csv"),
+];
+
+/// `application/json`.
+fn json_content_type() -> HeaderValue {
+    KNOWN_CONTENT_TYPES[0].clone()
+}
+
+/// `v` as a static value when it is a usual content type, else a copy.
+fn known_content_type(v: &HeaderValue) -> HeaderValue {
+    match KNOWN_CONTENT_TYPES
+        .iter()
+        .find(|k| k.as_bytes() == v.as_bytes())
+    {
         Some(k) => k.clone(),
         None => HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone()),
     }

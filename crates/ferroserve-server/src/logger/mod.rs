@@ -428,8 +428,13 @@ impl Logger {
     /// is this server's span when tracing is on, else the caller's
     /// `traceparent`/`tracestate` passed on unchanged.
     pub fn begin(&self, headers: &HeaderMap) -> Correlation {
+        self.begin_with(&RequestHeaders::of(headers))
+    }
+
+    /// [`Self::begin`] from headers already picked out.
+    pub(crate) fn begin_with(&self, headers: &RequestHeaders<'_>) -> Correlation {
         let id = match headers
-            .get(&CE_ID)
+            .ce_id
             .map(HeaderValue::as_bytes)
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.is_empty() && v.len() <= 256)
@@ -633,9 +638,42 @@ impl Logger {
     }
 }
 
+/// The request headers the logger reads, picked out in one pass over the
+/// headers: a lookup by name hashes the name, and a request has a handful
+/// of headers (the first value of each, as `HeaderMap::get`).
+#[derive(Default)]
+pub(crate) struct RequestHeaders<'a> {
+    pub(crate) ce_id: Option<&'a HeaderValue>,
+    pub(crate) traceparent: Option<&'a HeaderValue>,
+    pub(crate) tracestate: Option<&'a HeaderValue>,
+    pub(crate) content_type: Option<&'a HeaderValue>,
+}
+
+impl<'a> RequestHeaders<'a> {
+    /// Picks the logger's headers out of `headers`.
+    pub(crate) fn of(headers: &'a HeaderMap) -> Self {
+        let mut picked = RequestHeaders::default();
+        for (name, value) in headers {
+            let slot = if name == axum::http::header::CONTENT_TYPE {
+                &mut picked.content_type
+            } else if name == CE_ID {
+                &mut picked.ce_id
+            } else if name == TRACEPARENT {
+                &mut picked.traceparent
+            } else if name == TRACESTATE {
+                &mut picked.tracestate
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        picked
+    }
+}
+
 /// The trace context to forward with a request's events (see
 /// [`Logger::begin`]).
-fn trace_context(headers: &HeaderMap) -> Option<Arc<TraceHeaders>> {
+fn trace_context(headers: &RequestHeaders<'_>) -> Option<Arc<TraceHeaders>> {
     // Only a sampled request has a server span to name (a flag read;
     // looking the current span up costs more).
     if ferroserve_core::trace::in_traced_request() {
@@ -649,15 +687,11 @@ fn trace_context(headers: &HeaderMap) -> Option<Arc<TraceHeaders>> {
         }
     }
     // Copied: the caller's value shares the connection's read buffer.
-    let value = |name: HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
-    };
-    value(TRACEPARENT).map(|traceparent| {
+    let copy = |v: Option<&HeaderValue>| v.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    copy(headers.traceparent).map(|traceparent| {
         Arc::new(TraceHeaders {
             traceparent,
-            tracestate: value(TRACESTATE).filter(|v| !v.is_empty()),
+            tracestate: copy(headers.tracestate).filter(|v| !v.is_empty()),
         })
     })
 }

@@ -291,6 +291,25 @@ fn json() -> HeaderValue {
 }
 
 #[test]
+fn request_headers_picked_in_one_pass() {
+    let mut h = HeaderMap::new();
+    let none = super::RequestHeaders::of(&h);
+    assert!(none.ce_id.is_none() && none.traceparent.is_none() && none.content_type.is_none());
+    h.insert("x-other", HeaderValue::from_static("1"));
+    h.append("ce-id", HeaderValue::from_static("first"));
+    h.append("ce-id", HeaderValue::from_static("second"));
+    h.insert("Content-Type", HeaderValue::from_static("text/csv"));
+    h.insert("tracestate", HeaderValue::from_static("k=v"));
+    let p = super::RequestHeaders::of(&h);
+    // The first value of each, as HeaderMap::get.
+    assert_eq!(p.ce_id, h.get("ce-id"));
+    assert_eq!(p.ce_id.unwrap(), "first");
+    assert_eq!(p.content_type.unwrap(), "text/csv");
+    assert_eq!(p.tracestate.unwrap(), "k=v");
+    assert!(p.traceparent.is_none());
+}
+
+#[test]
 fn correlation_from_headers() {
     let t = Arc::new(TestSink::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
