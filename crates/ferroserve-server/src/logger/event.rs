@@ -254,10 +254,10 @@ impl Attributes {
                 json_bytes(out, s.as_bytes());
             }
         }
-        let ct = memo.rendered(ev.content_type.as_bytes());
-        out.extend_from_slice(&ct.json);
+        let (ct, names_json) = memo.rendered(ev.content_type.as_bytes());
+        out.extend_from_slice(ct);
         let is_json =
-            ct.is_json && serde_json::from_slice::<serde::de::IgnoredAny>(ev.body).is_ok();
+            names_json && serde_json::from_slice::<serde::de::IgnoredAny>(ev.body).is_ok();
         if is_json {
             out.extend_from_slice(b",\"data\":");
             out.extend(ev.body.iter().map(|&b| match b {
@@ -279,13 +279,7 @@ impl Attributes {
 #[derive(Default)]
 pub(crate) struct ContentTypeMemo {
     content_type: Vec<u8>,
-    rendered: RenderedContentType,
-}
-
-/// A content type as a line's attribute.
-#[derive(Default)]
-struct RenderedContentType {
-    /// `,"datacontenttype":"…"`.
+    /// `,"datacontenttype":"…"` (empty until the first line).
     json: Vec<u8>,
     /// Whether it names JSON (a body then is embedded as `data` when it
     /// parses).
@@ -293,18 +287,18 @@ struct RenderedContentType {
 }
 
 impl ContentTypeMemo {
-    /// `ct` rendered (from the memo when it is the last one).
-    fn rendered(&mut self, ct: &[u8]) -> &RenderedContentType {
-        if self.content_type != ct || self.rendered.json.is_empty() {
+    /// `ct` as a line's attribute, and whether it names JSON (from the memo
+    /// when it is the last one).
+    fn rendered(&mut self, ct: &[u8]) -> (&[u8], bool) {
+        if self.json.is_empty() || self.content_type != ct {
             self.content_type.clear();
             self.content_type.extend_from_slice(ct);
-            let r = &mut self.rendered;
-            r.json.clear();
-            r.json.extend_from_slice(b",\"datacontenttype\":");
-            json_bytes(&mut r.json, ct);
-            r.is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
+            self.json.clear();
+            self.json.extend_from_slice(b",\"datacontenttype\":");
+            json_bytes(&mut self.json, ct);
+            self.is_json = ct.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
         }
-        &self.rendered
+        (&self.json, self.is_json)
     }
 }
 

@@ -176,8 +176,8 @@ impl Exchange<'_> {
     /// when requests are not logged, or the body was over the limit or cut
     /// short: the handler refused it or the client went away); or, when the
     /// handler left it unread, a future reading the rest (as the request
-    /// logger always reads the whole request). Not itself `async`: the
-    /// future of every logged exchange stays small (see [`whole`]).
+    /// logger always reads the whole request). Not itself `async`, so the
+    /// rare read stays out of every logged exchange's future.
     fn take_request(&mut self) -> Result<Option<LoggedRequest>, ReadingRest> {
         let Some((capture, ct)) = self.capture.take() else {
             return Ok(None);
@@ -297,28 +297,18 @@ async fn whole(mut body: Body) -> Result<Bytes, axum::Error> {
     }
     // Boxed: a rare path whose future would enlarge every logged answer's.
     let rest = Box::pin(axum::body::to_bytes(body, usize::MAX)).await?;
-    let mut all = BytesMut::with_capacity(first.len() + rest.len());
-    all.extend_from_slice(&first);
-    all.extend_from_slice(&rest);
-    Ok(all.freeze())
+    let mut all = Chunks::default();
+    all.push(first);
+    all.push(rest);
+    Ok(all.joined())
 }
 
 impl Drop for Exchange<'_> {
     /// Given up before its answer: logs the request if it was read.
     fn drop(&mut self) {
-        let Some((capture, ct)) = self.capture.take() else {
-            return;
-        };
-        let taken = std::mem::replace(&mut *capture.lock(), Capture::Reading);
-        if let Capture::Read { chunks, time } = taken {
-            let body = chunks.joined();
-            let entry = Entry {
-                kind: EventKind::Request,
-                time,
-                content_type: &ct,
-                body: &body,
-            };
-            self.logging.logger.log_all(&self.corr, &[entry]);
+        // A body left unread cannot be read here: not logged.
+        if let Ok(Some(request)) = self.take_request() {
+            self.log(Some(request), None);
         }
     }
 }

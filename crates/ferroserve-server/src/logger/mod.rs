@@ -55,8 +55,8 @@ use queue::Queue;
 /// body into its thread's batch.)
 const COPY_BELOW: usize = 16 << 10;
 
-/// The `Ce-Id` header, read for every logged request (by constant name: a
-/// name given as `&str` is parsed on each lookup).
+/// The `Ce-Id` header, read for every logged request (see
+/// [`RequestHeaders`]).
 const CE_ID: HeaderName = HeaderName::from_static("ce-id");
 
 /// CloudEvents type of a logged request.
