@@ -4,6 +4,8 @@
 //! service per request) and by `axum::serve`.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,14 +14,35 @@ use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
-use futures::future::Either;
 use tower::util::BoxCloneSyncService;
 use tower::{Service as _, ServiceExt as _};
 
-use super::edge::{BoxFuture, Edge};
+use super::edge::{BoxFuture, Edge, Routed};
 
-/// The future of an [`App`]: the router's own when the edge is off.
-pub type AppFuture = Either<RouteFuture<Infallible>, BoxFuture>;
+/// The future of an [`App`]: the router's own when the edge is off, the
+/// edge's unboxed one on its fast path, else a boxed one.
+pub enum AppFuture {
+    /// The router's, the edge being off.
+    Router(RouteFuture<Infallible>),
+    /// The edge's fast path (see [`Routed`]).
+    Edge(Routed),
+    /// Any other (a sampled trace, a timeout, a refusal, CORS).
+    Boxed(BoxFuture),
+}
+
+impl Future for AppFuture {
+    type Output = Result<Response, Infallible>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every variant is `Unpin`.
+        match self.get_mut() {
+            AppFuture::Router(f) => Pin::new(f).poll(cx),
+            AppFuture::Edge(f) => Pin::new(f).poll(cx),
+            AppFuture::Boxed(f) => f.as_mut().poll(cx),
+        }
+    }
+}
 
 /// The REST front end as one service: the router, with the [`Edge`] around
 /// all of it when any feature is on, and CORS around that when configured.
@@ -54,12 +77,12 @@ impl App {
     /// Answers `req`.
     pub fn serve(&self, req: Request) -> AppFuture {
         match &self.0 {
-            Front::Routed { router, edge: None } => Either::Left(router.clone().call(req)),
+            Front::Routed { router, edge: None } => AppFuture::Router(router.clone().call(req)),
             Front::Routed {
                 router,
                 edge: Some(edge),
-            } => Either::Right(super::edge::serve(edge, router, req)),
-            Front::Cors(service) => Either::Right(Box::pin(service.clone().oneshot(req))),
+            } => super::edge::serve(edge, router, req),
+            Front::Cors(service) => AppFuture::Boxed(Box::pin(service.clone().oneshot(req))),
         }
     }
 }

@@ -14,24 +14,28 @@
 //! request with nothing to wait for before its handler (no timeout, auth
 //! decided without fetching keys; the logger records the body as the
 //! handler reads it) calls the router at once and keeps only the router's
-//! future, the metrics' start and the logger's exchange; any other costs
-//! one boxed future. A feature that is off costs a branch; with all of
-//! them off, requests go straight to the router.
+//! future, the metrics' start and the logger's exchange, in a future
+//! written out by hand ([`Routed`]) and not boxed; any other costs one
+//! boxed future. A feature that is off costs a branch; with all of them
+//! off, requests go straight to the router.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
-use tower::{Service as _, ServiceExt as _};
+use tower::Service as _;
 
+use super::app::AppFuture;
 use super::routes::RouteTable;
 use crate::auth::HttpAuth;
-use crate::logger::HttpLogging;
+use crate::logger::{Answer, HttpLogging, Started};
 use crate::metrics::Metrics;
 
 /// The features of the edge; `None`/`false` ones are off.
@@ -68,7 +72,12 @@ impl Edge {
     /// Request metrics around the header limit, the timeout and
     /// [`Self::guarded`] (one function: each nested `async fn` would hold
     /// its own copy of the request in the future).
-    async fn metered(&self, req: Request, matched: &'static str, router: Router) -> Response {
+    async fn metered(
+        self: &Arc<Self>,
+        req: Request,
+        matched: &'static str,
+        router: Router,
+    ) -> Response {
         let probe = self.probe(&req, matched);
         let refusal = self
             .max_header_bytes
@@ -114,18 +123,27 @@ impl Edge {
 
     /// Authentication and authorization, then the request logger around
     /// the route.
-    async fn guarded(&self, mut req: Request, matched: &'static str, router: Router) -> Response {
+    async fn guarded(
+        self: &Arc<Self>,
+        mut req: Request,
+        matched: &'static str,
+        mut router: Router,
+    ) -> Response {
         if let Some(auth) = &self.auth {
             if let Err(denied) = auth.check(&mut req).await {
                 return denied.into_http();
             }
         }
-        match self.logger.as_ref().filter(|l| l.wants(&req, matched)) {
-            Some(logging) => {
-                let exchange = logging.begin(&mut req).bind(logging);
-                exchange.answer(call(router, req).await).await
-            }
-            None => call(router, req).await,
+        let started = self.begin_logging(&mut req, matched);
+        let Ok(resp) = Routed::new(router.call(req), Arc::clone(self), None, started).await;
+        resp
+    }
+
+    /// Starts logging `req` when the logger is on and logs it.
+    fn begin_logging(&self, req: &mut Request, matched: &'static str) -> Option<Started> {
+        match &self.logger {
+            Some(l) if l.wants(req, matched) => Some(l.begin(req)),
+            _ => None,
         }
     }
 }
@@ -137,19 +155,11 @@ struct Probe {
     start: Instant,
 }
 
-/// Calls the router (which is always ready and never fails).
-async fn call(router: Router, req: Request) -> Response {
-    match router.oneshot(req).await {
-        Ok(resp) => resp,
-        Err(never) => match never {},
-    }
-}
-
 /// A boxed future answering one request.
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// Serves `req` through `edge` and `router`.
-pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxFuture {
+pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> AppFuture {
     let matched = edge.routes.matched(req.uri().path());
     // A sampled request runs inside its server span (`traced_in` boxes the
     // future it wraps); deciding here keeps the span out of every other
@@ -157,17 +167,17 @@ pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxF
     if edge.tracing {
         if let Some(span) = crate::telemetry::http_server_span(&req, matched) {
             let (edge, router) = (Arc::clone(edge), router.clone());
-            return Box::pin(async move {
+            return AppFuture::Boxed(Box::pin(async move {
                 let served = async move { edge.metered(req, matched, router).await };
                 let resp = ferroserve_core::trace::traced_in(served, span.clone()).await;
                 crate::telemetry::record_http_status(&span, resp.status());
                 Ok(resp)
-            });
+            }));
         }
     }
     // Fast path: nothing to wait for before the router (no timeout, auth
-    // decided without fetching keys): call it here and keep only its future,
-    // the metrics' start and the logged exchange.
+    // decided without fetching keys): call it here; what is left to do once
+    // it answers is in [`Routed`], not boxed.
     if edge.request_timeout.is_none() {
         let probe = edge.probe(&req, matched);
         let refusal = match edge
@@ -184,33 +194,96 @@ pub(super) fn serve(edge: &Arc<Edge>, router: &Router, mut req: Request) -> BoxF
         };
         if let Some(refusal) = refusal {
             edge.record(probe, &refusal);
-            return Box::pin(std::future::ready(Ok(refusal)));
+            return AppFuture::Boxed(Box::pin(std::future::ready(Ok(refusal))));
         }
-        let started = match &edge.logger {
-            Some(l) if l.wants(&req, matched) => Some(l.begin(&mut req)),
-            _ => None,
-        };
-        let fut = router.clone().call(req);
-        let edge = Arc::clone(edge);
-        return Box::pin(async move {
-            // Tied to the logger before the handler runs: an exchange given
-            // up (dropped) still logs its request.
-            let exchange = started.zip(edge.logger.as_ref()).map(|(s, l)| s.bind(l));
-            let Ok(mut resp) = fut.await;
-            if let Some(exchange) = exchange {
-                resp = exchange.answer(resp).await;
-            }
-            edge.record(probe, &resp);
-            Ok(resp)
-        });
+        let started = edge.begin_logging(&mut req, matched);
+        let route = router.clone().call(req);
+        return AppFuture::Edge(Routed::new(route, Arc::clone(edge), probe, started));
     }
     slow(edge, router, req, matched)
 }
 
 /// Serves `req` in one future holding every step.
-fn slow(edge: &Arc<Edge>, router: &Router, req: Request, matched: &'static str) -> BoxFuture {
+fn slow(edge: &Arc<Edge>, router: &Router, req: Request, matched: &'static str) -> AppFuture {
     let (edge, router) = (Arc::clone(edge), router.clone());
-    Box::pin(async move { Ok(edge.metered(req, matched, router).await) })
+    AppFuture::Boxed(Box::pin(async move {
+        Ok(edge.metered(req, matched, router).await)
+    }))
+}
+
+/// The router's future, then what the edge does with its answer: the
+/// request logger's exchange and the request metrics. Written out rather
+/// than an `async` block so that the usual request needs no box (only a
+/// body not yet read whole, or an answer that is not, takes the logger's
+/// boxed [`Answer::Later`]). Dropped before the answer (the client went
+/// away), it still logs the request (see [`Exchange`]).
+pub struct Routed {
+    route: RouteFuture<Infallible>,
+    edge: Arc<Edge>,
+    probe: Option<Probe>,
+    /// The logged exchange until the router answers.
+    started: Option<Started>,
+    /// The logger finishing the answer, when it could not at once.
+    later: Option<Pin<Box<dyn Future<Output = Response> + Send>>>,
+}
+
+impl Routed {
+    fn new(
+        route: RouteFuture<Infallible>,
+        edge: Arc<Edge>,
+        probe: Option<Probe>,
+        started: Option<Started>,
+    ) -> Self {
+        Routed {
+            route,
+            edge,
+            probe,
+            started,
+            later: None,
+        }
+    }
+}
+
+impl Future for Routed {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let later = match &mut this.later {
+            Some(later) => later,
+            None => {
+                let Ok(resp) = ready!(Pin::new(&mut this.route).poll(cx));
+                let answer = match this.started.take().zip(this.edge.logger.as_ref()) {
+                    Some((started, logging)) => started.bind(logging).answer_now(resp, cx),
+                    None => Answer::Ready(resp),
+                };
+                match answer {
+                    Answer::Ready(resp) => return Poll::Ready(Ok(this.finish(resp))),
+                    Answer::Later(later) => this.later.insert(later),
+                }
+            }
+        };
+        let resp = ready!(later.as_mut().poll(cx));
+        this.later = None;
+        Poll::Ready(Ok(this.finish(resp)))
+    }
+}
+
+impl Routed {
+    /// Records `resp` in the request metrics and hands it on.
+    fn finish(&mut self, resp: Response) -> Response {
+        self.edge.record(self.probe.take(), &resp);
+        resp
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        // Given up before the answer: the exchange logs a request it read.
+        if let Some((started, logging)) = self.started.take().zip(self.edge.logger.as_ref()) {
+            drop(started.bind(logging));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +295,7 @@ mod tests {
     /// once made it 5 KB).
     #[test]
     fn request_future_stays_small() {
-        let edge = Edge::default();
+        let edge = Arc::new(Edge::default());
         let fut = edge.metered(
             Request::new(axum::body::Body::empty()),
             crate::http::routes::UNMATCHED,
@@ -230,5 +303,87 @@ mod tests {
         );
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 3 * 1024, "edge future is {size} bytes");
+    }
+
+    /// The edge's unboxed future logs an answered exchange, and the request
+    /// of one given up (dropped) after its handler read the body.
+    #[tokio::test]
+    async fn the_fast_path_logs_answered_and_given_up_exchanges() {
+        use crate::logger::{Logger, LoggerConfig};
+        let dir = std::env::temp_dir().join(format!("ferro-edge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let config = LoggerConfig::new(format!("file://{}", path.display()));
+        let logger =
+            Logger::start(&config, &crate::egress::Policy::open(), "http://localhost/").unwrap();
+        let pattern = "/v2/models/{m}/infer";
+        let mut routes = RouteTable::default();
+        routes.add(pattern).unwrap();
+        let router = Router::new().route(
+            pattern,
+            axum::routing::post(|body: String| async move {
+                if body == "hang" {
+                    std::future::pending::<()>().await;
+                }
+                format!("answer to {body}")
+            }),
+        );
+        let edge = Arc::new(Edge {
+            logger: Some(HttpLogging {
+                logger: Arc::clone(&logger),
+                max_body_bytes: 1 << 20,
+            }),
+            routes,
+            ..Edge::default()
+        });
+        let post = |id: &str, body: &'static str| {
+            Request::post("/v2/models/m/infer")
+                .header("ce-id", id)
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        let fut = serve(&edge, &router, post("answered", "x"));
+        assert!(
+            matches!(fut, AppFuture::Edge(_)),
+            "the fast path is not boxed"
+        );
+        let resp = fut.await.unwrap();
+        let got = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"answer to x");
+        let mut fut = serve(&edge, &router, post("gone", "hang"));
+        let waited = tokio::time::timeout(Duration::from_millis(50), &mut fut).await;
+        assert!(waited.is_err(), "the handler hangs");
+        drop(fut);
+        logger.shutdown(Duration::from_secs(10)).await;
+        let lines: Vec<(String, String, String)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                // Bodies that are not JSON come in base64.
+                use base64::Engine as _;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(s("data_base64"))
+                    .unwrap();
+                (s("id"), s("type"), String::from_utf8(data).unwrap())
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        let want = |id: &str, kind: &str, data: &str| {
+            let t = format!("org.kubeflow.serving.inference.{kind}");
+            (id.to_string(), t, data.to_string())
+        };
+        assert_eq!(
+            lines,
+            [
+                want("answered", "request", "x"),
+                want("answered", "response", "answer to x"),
+                want("gone", "request", "hang"),
+            ]
+        );
     }
 }

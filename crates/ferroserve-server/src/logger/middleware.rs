@@ -5,12 +5,14 @@
 //! so logging adds no wait before the handler (and no second buffering of
 //! the body); a body the handler leaves unread (an unknown model, say) is
 //! read before the answer goes out. The request is logged with its answer,
-//! in one step ([`Exchange::answer`]), at the time it was read to its end;
+//! in one step ([`Exchange::answer_now`]), at the time it was read to its end;
 //! an exchange given up before its answer (the client went away) logs the
 //! request when it is dropped. A `200` answer is logged as it is; a streamed
 //! (`text/event-stream`) one is recorded as it is sent and logged once the
 //! stream ends or the client goes away ([`Recorded`]).
 
+use std::borrow::Borrow;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -145,9 +147,9 @@ pub struct Started {
 }
 
 impl Started {
-    /// Ties the exchange to `logging` (the one that began it) until its
-    /// answer.
-    pub fn bind(self, logging: &HttpLogging) -> Exchange<'_> {
+    /// Ties the exchange to `logging` (the one that began it: borrowed, or
+    /// a handle of its own) until its answer.
+    pub fn bind<L: Borrow<HttpLogging>>(self, logging: L) -> Exchange<L> {
         Exchange {
             logging,
             corr: self.corr,
@@ -156,28 +158,51 @@ impl Started {
     }
 }
 
-/// A logged request in the handler: [`Exchange::answer`] logs it with its
-/// answer; dropped before, it logs the request if it was read.
-pub struct Exchange<'a> {
-    logging: &'a HttpLogging,
+/// A logged request in the handler: [`Exchange::answer_now`] logs it with
+/// its answer; dropped before, it logs the request if it was read.
+pub struct Exchange<L: Borrow<HttpLogging>> {
+    logging: L,
     corr: Correlation,
     capture: Option<(Arc<Mutex<Capture>>, HeaderValue)>,
 }
 
-/// A request body as [`Exchange::answer`] logs it: the body, when it was
-/// read and its content type.
+/// A request body as an exchange logs it: the body, when it was read and
+/// its content type.
 type LoggedRequest = (Bytes, SystemTime, HeaderValue);
 
 /// The rest of a request body the handler left unread, being read.
-type ReadingRest = Pin<Box<dyn std::future::Future<Output = Option<LoggedRequest>> + Send>>;
+type ReadingRest = Pin<Box<dyn Future<Output = Option<LoggedRequest>> + Send>>;
 
-impl Exchange<'_> {
+/// The answer of a logged exchange: at once, as most are, or once the rest
+/// of a body is read (a boxed future: the rare path stays out of every
+/// request's future).
+pub enum Answer {
+    /// The answer, logged.
+    Ready(Response),
+    /// The answer once the rest of the request or the answer is read.
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl<L: Borrow<HttpLogging>> Exchange<L> {
+    fn logging(&self) -> &HttpLogging {
+        self.logging.borrow()
+    }
+
+    /// This exchange with a handle of its own to the logger, for a boxed
+    /// future (this one, left without its capture, logs nothing).
+    fn owned(&mut self) -> Exchange<HttpLogging> {
+        Exchange {
+            logging: self.logging().clone(),
+            corr: self.corr.clone(),
+            capture: self.capture.take(),
+        }
+    }
+
     /// The request body the handler read and when it was read (`Ok(None)`
     /// when requests are not logged, or the body was over the limit or cut
     /// short: the handler refused it or the client went away); or, when the
     /// handler left it unread, a future reading the rest (as the request
-    /// logger always reads the whole request). Not itself `async`, so the
-    /// rare read stays out of every logged exchange's future.
+    /// logger always reads the whole request).
     fn take_request(&mut self) -> Result<Option<LoggedRequest>, ReadingRest> {
         let Some((capture, ct)) = self.capture.take() else {
             return Ok(None);
@@ -187,10 +212,66 @@ impl Exchange<'_> {
             Capture::Reading => Ok(None),
             Capture::Read { chunks, time } => Ok(Some((chunks.joined(), time, ct))),
             Capture::Unread { rest, seen } => {
-                let room = self.logging.max_body_bytes.saturating_sub(seen.size);
+                let room = self.logging().max_body_bytes.saturating_sub(seen.size);
                 Err(Box::pin(async move {
                     let body = read_rest(rest, seen, room).await?;
                     Some((body, SystemTime::now(), ct))
+                }))
+            }
+        }
+    }
+
+    /// Logs the request and, when responses are logged, a `200` answer: a
+    /// streamed one once it ends, any other with the request. Other answers
+    /// are not logged, as KServe. The answer's body is polled once here
+    /// (with `cx`, the task's context); an answer whose body is not all
+    /// ready, or a request the handler left unread, is finished by
+    /// [`Answer::Later`]. (The request is taken from the capture only once
+    /// the answer is read: given up before, the exchange still logs it when
+    /// dropped.)
+    pub fn answer_now(mut self, resp: Response, cx: &mut Context<'_>) -> Answer {
+        let logged_ok = self.logging().logger.logs_response() && resp.status() == StatusCode::OK;
+        let ct = content_type(resp.headers());
+        if !logged_ok || ct.as_bytes().starts_with(b"text/event-stream") {
+            return match self.take_request() {
+                Ok(request) => Answer::Ready(self.pass(request, resp, logged_ok, ct)),
+                Err(reading) => {
+                    let exchange = self.owned();
+                    Answer::Later(Box::pin(async move {
+                        let request = reading.await;
+                        exchange.pass(request, resp, logged_ok, ct)
+                    }))
+                }
+            };
+        }
+        let (parts, mut body) = resp.into_parts();
+        let read = match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(None) => Ok(Bytes::new()),
+            Poll::Ready(Some(Err(e))) => Err(e),
+            Poll::Ready(Some(Ok(frame))) if body.is_end_stream() => {
+                Ok(frame.into_data().unwrap_or_default())
+            }
+            // More to come: read the rest, then the request.
+            polled => {
+                let first = match polled {
+                    Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+                    _ => Bytes::new(),
+                };
+                let mut exchange = self.owned();
+                return Answer::Later(Box::pin(async move {
+                    let read = rest_of(first, body).await;
+                    let request = exchange.request().await;
+                    exchange.whole(request, parts, ct, read)
+                }));
+            }
+        };
+        match self.take_request() {
+            Ok(request) => Answer::Ready(self.whole(request, parts, ct, read)),
+            Err(reading) => {
+                let exchange = self.owned();
+                Answer::Later(Box::pin(async move {
+                    let request = reading.await;
+                    exchange.whole(request, parts, ct, read)
                 }))
             }
         }
@@ -204,34 +285,39 @@ impl Exchange<'_> {
         }
     }
 
-    /// Logs the request and, when responses are logged, a `200` answer: a
-    /// streamed one once it ends, any other with the request. Other answers
-    /// are not logged, as KServe. (The request is taken from the capture
-    /// only once the answer is read: given up before, the exchange still
-    /// logs it when dropped.)
-    pub async fn answer(mut self, resp: Response) -> Response {
-        let logger = &*self.logging.logger;
-        let logged_ok = logger.logs_response() && resp.status() == StatusCode::OK;
-        let ct = content_type(resp.headers());
-        if !logged_ok || ct.as_bytes().starts_with(b"text/event-stream") {
-            let request = self.request().await;
-            self.log(request, None);
-            if !logged_ok {
-                return resp;
-            }
-            let (parts, body) = resp.into_parts();
-            let tee = Recorded {
-                inner: body,
-                seen: BytesMut::new(),
-                cap: self.logging.max_body_bytes,
-                over: false,
-                log: Some((Arc::clone(&self.logging.logger), self.corr.clone(), ct)),
-            };
-            return Response::from_parts(parts, Body::new(tee));
+    /// Logs `request`; passes `resp` on, recorded as it is sent when it is
+    /// a `200` (`logged_ok`, a stream of content type `ct`).
+    fn pass(
+        &self,
+        request: Option<LoggedRequest>,
+        resp: Response,
+        logged_ok: bool,
+        ct: HeaderValue,
+    ) -> Response {
+        self.log(request, None);
+        if !logged_ok {
+            return resp;
         }
         let (parts, body) = resp.into_parts();
-        let read = whole(body).await;
-        let request = self.request().await;
+        let tee = Recorded {
+            inner: body,
+            seen: BytesMut::new(),
+            cap: self.logging().max_body_bytes,
+            over: false,
+            log: Some((Arc::clone(&self.logging().logger), self.corr.clone(), ct)),
+        };
+        Response::from_parts(parts, Body::new(tee))
+    }
+
+    /// Logs `request` and the answer (`parts`, whose body of type `ct` was
+    /// `read` whole) in one step; the answer goes on with the body read.
+    fn whole(
+        &self,
+        request: Option<LoggedRequest>,
+        parts: axum::http::response::Parts,
+        ct: HeaderValue,
+        read: Result<Bytes, axum::Error>,
+    ) -> Response {
         match read {
             Ok(bytes) => {
                 let response = Entry {
@@ -267,7 +353,7 @@ impl Exchange<'_> {
             (Some(one), None) | (None, Some(one)) => &[one],
             (None, None) => return,
         };
-        self.logging.logger.log_all(&self.corr, entries);
+        self.logging().logger.log_all(&self.corr, entries);
     }
 }
 
@@ -284,26 +370,17 @@ async fn read_rest(rest: Body, mut seen: Chunks, room: usize) -> Option<Bytes> {
     Some(seen.joined())
 }
 
-/// The whole of an answer's body: its first frame as it is when that is
-/// all (an answer built from bytes, as most are), else every frame joined.
-async fn whole(mut body: Body) -> Result<Bytes, axum::Error> {
-    let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-    let first = match first.transpose()? {
-        Some(frame) => frame.into_data().unwrap_or_default(),
-        None => return Ok(Bytes::new()),
-    };
-    if body.is_end_stream() {
-        return Ok(first);
-    }
-    // Boxed: a rare path whose future would enlarge every logged answer's.
-    let rest = Box::pin(axum::body::to_bytes(body, usize::MAX)).await?;
+/// `first`, the frame of an answer's body already read, and the rest of
+/// the body, joined.
+async fn rest_of(first: Bytes, body: Body) -> Result<Bytes, axum::Error> {
+    let rest = axum::body::to_bytes(body, usize::MAX).await?;
     let mut all = Chunks::default();
     all.push(first);
     all.push(rest);
     Ok(all.joined())
 }
 
-impl Drop for Exchange<'_> {
+impl<L: Borrow<HttpLogging>> Drop for Exchange<L> {
     /// Given up before its answer: logs the request if it was read.
     fn drop(&mut self) {
         // A body left unread cannot be read here: not logged.
@@ -351,7 +428,7 @@ fn known_content_type(v: &HeaderValue) -> HeaderValue {
 /// A request body passing to the handler, recorded (as reference-counted
 /// chunks) and left for the exchange once read to its end. A body past the
 /// limit, or one whose reading fails, is not logged (the handler refuses
-/// it); one dropped before its end is left to [`Exchange::answer`] to read.
+/// it); one dropped before its end is left to [`Exchange::answer_now`] to read.
 struct RequestTee {
     inner: Body,
     seen: Chunks,

@@ -42,7 +42,7 @@ mod queue;
 mod tests;
 
 pub use event::Correlation;
-pub use middleware::{Exchange, HttpLogging, Started};
+pub use middleware::{Answer, Exchange, HttpLogging, Started};
 
 use deliver::{Remote, Shared};
 use event::{Attributes, Entry, Event, EventId, TraceHeaders};

@@ -5,6 +5,7 @@ use super::event::{base64_into, rfc3339};
 use super::*;
 use axum::http::HeaderMap;
 use parking_lot::Mutex;
+use std::task::Poll;
 use std::time::UNIX_EPOCH;
 
 /// One accepted event: its id and CloudEvents headers.
@@ -19,6 +20,8 @@ pub(super) struct TestSink {
     pub hang: bool,
     pub attempts: AtomicU64,
     pub got: Mutex<Vec<Accepted>>,
+    /// The kind and body of each accepted event, by id.
+    pub bodies: Mutex<Vec<(String, EventKind, Bytes)>>,
 }
 
 impl TestSink {
@@ -42,6 +45,9 @@ impl TestSink {
             return Err("500".into());
         }
         self.got.lock().push((ev.corr.id.to_string(), headers));
+        self.bodies
+            .lock()
+            .push((ev.corr.id.to_string(), ev.kind, ev.body.clone()));
         Ok(())
     }
 }
@@ -543,11 +549,11 @@ fn types_of(t: &TestSink, id: &str) -> Vec<String> {
 async fn an_answered_exchange_logs_its_request_and_answer() {
     let (t, l, logging) = http_logging();
     let exchange = read_request(&logging, "answered").await.bind(&logging);
-    let resp = exchange
-        .answer(axum::response::Response::new(axum::body::Body::from(
-            "{\"outputs\":[]}",
-        )))
-        .await;
+    let resp = answer(
+        exchange,
+        axum::response::Response::new(axum::body::Body::from("{\"outputs\":[]}")),
+    )
+    .await;
     assert_body(
         resp.into_body(),
         b"{\"outputs\":[]}",
@@ -569,4 +575,94 @@ async fn an_exchange_given_up_before_its_answer_logs_the_request() {
     drop(exchange);
     settle(&l, 1).await;
     assert_eq!(types_of(&t, "gone"), [CE_INFERENCE_REQUEST]);
+}
+
+/// The answer of `exchange` to `resp`, as the HTTP edge's future gets it:
+/// at once, or from the boxed future finishing it.
+async fn answer(
+    exchange: Exchange<&HttpLogging>,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    let mut args = Some((exchange, resp));
+    let now = std::future::poll_fn(|cx| {
+        let (exchange, resp) = args.take().expect("polled once");
+        Poll::Ready(exchange.answer_now(resp, cx))
+    })
+    .await;
+    match now {
+        Answer::Ready(resp) => resp,
+        Answer::Later(later) => later.await,
+    }
+}
+
+/// The body `t` accepted for event `id` of `kind`.
+fn body_of(t: &TestSink, id: &str, kind: EventKind) -> Option<Bytes> {
+    t.bodies
+        .lock()
+        .iter()
+        .find(|(got, k, _)| got == id && *k == kind)
+        .map(|(_, _, b)| b.clone())
+}
+
+#[tokio::test]
+async fn an_answer_in_several_frames_is_logged_whole() {
+    let (t, l, logging) = http_logging();
+    let exchange = read_request(&logging, "frames").await.bind(&logging);
+    // Two frames, the second not ready at the first poll: the boxed path.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(2);
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+        b"{\"outputs\":",
+    ))))
+    .await
+    .unwrap();
+    let body = axum::body::Body::new(http_body_util::StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let sender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"[]}"))))
+            .await
+            .unwrap();
+    });
+    let resp = answer(exchange, axum::response::Response::new(body)).await;
+    sender.await.unwrap();
+    assert_body(
+        resp.into_body(),
+        b"{\"outputs\":[]}",
+        "the answer passes whole",
+    )
+    .await;
+    settle(&l, 2).await;
+    assert_eq!(
+        body_of(&t, "frames", EventKind::Response).as_deref(),
+        Some(&b"{\"outputs\":[]}"[..])
+    );
+    assert_eq!(
+        body_of(&t, "frames", EventKind::Request).as_deref(),
+        Some(&b"{\"inputs\":[]}"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_handler_left_unread_is_read_and_logged() {
+    let (t, l, logging) = http_logging();
+    let mut req = axum::extract::Request::post("/v2/models/m/infer")
+        .header("ce-id", "unread")
+        .body(axum::body::Body::from("{\"inputs\":[1]}"))
+        .unwrap();
+    let exchange = logging.begin(&mut req).bind(&logging);
+    // The handler answers without reading the body (an unknown model).
+    drop(req);
+    let resp = axum::response::Response::builder()
+        .status(404)
+        .body(axum::body::Body::from("{\"error\":\"no\"}"))
+        .unwrap();
+    let resp = answer(exchange, resp).await;
+    assert_eq!(resp.status(), 404);
+    settle(&l, 1).await;
+    assert_eq!(types_of(&t, "unread"), [CE_INFERENCE_REQUEST]);
+    assert_eq!(
+        body_of(&t, "unread", EventKind::Request).as_deref(),
+        Some(&b"{\"inputs\":[1]}"[..])
+    );
 }
