@@ -2,7 +2,8 @@
 # examples/iris on 127.0.0.1:18190 with one feature on at a time, everything on ("allon", the
 # issue's target row), everything off; 1% tracing goes to a local OTLP/HTTP sink on :18199.
 # overhead_setup DIR writes the API-key file into DIR and starts the sink; overhead_teardown
-# stops it; overhead_cfg NAME prints "env|server flags|perf_analyzer extra" for NAME.
+# stops it; overhead_cfg NAME prints "env|server flags|perf_analyzer extra" for NAME (a logging
+# configuration logs to DIR/events-NAME.jsonl, so several servers can run at once).
 
 # overhead_setup DIR: the API-key file (key "k") and the OTLP sink.
 overhead_setup() {
@@ -42,9 +43,9 @@ overhead_cfg() {
     # Tracing on, nothing sampled: what the 1% of traced requests cost is
     # the difference to "tracing".
     tracing0) echo "${trace%=0.01}=0|--metrics false --tracing|";;
-    logfile)  echo "|--metrics false --logger_url file://$dir/events.jsonl|";;
+    logfile)  echo "|--metrics false --logger_url file://$dir/events-$1.jsonl|";;
     auth)     echo "|--metrics false --auth_config $dir/auth.yaml|-H x-api-key:k";;
-    allon)    echo "$trace|--metrics true --tracing --logger_url file://$dir/events.jsonl --auth_config $dir/auth.yaml|-H x-api-key:k";;
+    allon)    echo "$trace|--metrics true --tracing --logger_url file://$dir/events-$1.jsonl --auth_config $dir/auth.yaml|-H x-api-key:k";;
     *)        echo "unknown configuration $1" >&2; return 1;;
   esac
 }

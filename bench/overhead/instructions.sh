@@ -52,7 +52,7 @@ count() {
   drive "$N" "$key"
   sleep 1.5  # the logger's writer writes what it holds
   callgrind_control -d $p >/dev/null
-  kill $p; wait $p 2>/dev/null; rm -f $OUT/events.jsonl
+  kill $p; wait $p 2>/dev/null; rm -f $OUT/events-*.jsonl
 }
 CONFIGS=("$@"); [ ${#CONFIGS[@]} -eq 0 ] && CONFIGS=(off metrics tracing logfile auth allon)
 for c in "${CONFIGS[@]}"; do count "$c"; done

@@ -39,7 +39,7 @@ run() {
   # Server CPU per inference (µs): what each feature costs, independent of how the two cores
   # were shared with perf_analyzer.
   [ -n "$t" ] && echo "$1 $(python3 -c "print(round(($c1-$c0)/$(getconf CLK_TCK)*1e6/max(1,$n1-$n0),2))")" >> $OUT/cpu
-  kill $p; wait $p 2>/dev/null; rm -f $OUT/events.jsonl
+  kill $p; wait $p 2>/dev/null; rm -f $OUT/events-*.jsonl
   [ -n "$t" ] && echo "$1 $t" | tee -a $OUT/results
 }
 for r in $(seq $ROUNDS); do for c in "${CONFIGS[@]}"; do run $c; done; done
