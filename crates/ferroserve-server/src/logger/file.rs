@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::deliver::{backoff, Shared};
 use super::event::{write_rfc3339, ContentTypeMemo};
-use super::queue::{in_time_order, Batch, BatchQueue};
+use super::queue::{Batch, BatchQueue, TimeOrder};
 
 /// Longest the writer lets events gather between writes under load.
 pub(crate) const FILE_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
@@ -58,7 +58,7 @@ impl Writer {
     fn run(self) {
         let queue = &self.queue;
         let (mut taken, mut spare) = (Vec::<Batch>::new(), Vec::<Batch>::new());
-        let (mut order, mut out) = (Vec::new(), Vec::<u8>::new());
+        let (mut order, mut out) = (TimeOrder::default(), Vec::<u8>::new());
         let mut memo = ContentTypeMemo::default();
         // Wait long enough for a quarter of the queue to fill at the rate
         // events came last time, at most FILE_FLUSH_INTERVAL: few wake-ups,
@@ -101,7 +101,7 @@ impl Writer {
     fn render(
         &self,
         taken: &[Batch],
-        order: &mut Vec<(u32, u32)>,
+        order: &mut TimeOrder,
         memo: &mut ContentTypeMemo,
         out: &mut Vec<u8>,
     ) {
@@ -110,9 +110,9 @@ impl Writer {
         recorded.push(b'"');
         write_rfc3339(&mut recorded, SystemTime::now());
         recorded.push(b'"');
-        in_time_order(taken, order);
-        for &(b, i) in order.iter() {
-            let (corr, line) = taken[b as usize].event(i as usize);
+        order.sort(taken);
+        for (b, i) in order.iter() {
+            let (corr, line) = taken[b].event(i);
             self.shared
                 .attrs
                 .write_json_line(corr, &line, &recorded, memo, out);

@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderValue;
 use tokio::sync::mpsc;
@@ -255,16 +255,41 @@ impl BatchQueue {
     }
 }
 
-/// The events of `taken` as `(batch, event)` indices in the order of their
-/// time (each batch is in order already, or nearly: a request is queued
-/// with its answer), into `order`.
-pub(crate) fn in_time_order(taken: &[Batch], order: &mut Vec<(u32, u32)>) {
-    order.clear();
-    for (b, batch) in taken.iter().enumerate() {
-        order.extend((0..batch.len()).map(|i| (b as u32, i as u32)));
+/// The events of a set of taken batches in the order of their time (each
+/// batch is in order already, or nearly: a request is queued with its
+/// answer); events of the same time keep the order they were queued in.
+#[derive(Default)]
+pub(crate) struct TimeOrder {
+    /// Per event: nanoseconds since the epoch (high 64 bits), batch
+    /// (32 bits), event in the batch (low 32 bits); sorting these plain
+    /// integers is the stable sort by time, without looking the times up
+    /// in the batches for each comparison.
+    keys: Vec<u128>,
+}
+
+impl TimeOrder {
+    /// Orders the events of `taken`.
+    pub(crate) fn sort(&mut self, taken: &[Batch]) {
+        self.keys.clear();
+        for (b, batch) in taken.iter().enumerate() {
+            self.keys
+                .extend(batch.events.iter().enumerate().map(|(i, q)| {
+                    let nanos = q
+                        .time
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                    (u128::from(nanos) << 64) | ((b as u128) << 32) | i as u128
+                }));
+        }
+        self.keys.sort_unstable();
     }
-    // Stable: events of the same time keep the order they were queued in.
-    order.sort_by_key(|&(b, i)| taken[b as usize].time(i as usize));
+
+    /// `(batch, event)` indices, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.keys
+            .iter()
+            .map(|&k| ((k >> 32) as u32 as usize, k as u32 as usize))
+    }
 }
 
 #[cfg(test)]
@@ -302,11 +327,11 @@ mod tests {
 
     /// The ids of `taken`'s events in time order.
     fn ids(taken: &[Batch]) -> Vec<String> {
-        let mut order = Vec::new();
-        in_time_order(taken, &mut order);
+        let mut order = TimeOrder::default();
+        order.sort(taken);
         order
             .iter()
-            .map(|&(b, i)| taken[b as usize].event(i as usize).0.id())
+            .map(|(b, i)| taken[b].event(i).0.id())
             .collect()
     }
 
@@ -384,6 +409,21 @@ mod tests {
         let want: Vec<String> = (0..400).map(|i| i.to_string()).collect();
         assert_eq!(got, want);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn events_of_the_same_time_keep_their_order() {
+        let q = BatchQueue::new(64, 1 << 20);
+        let (early, late) = (
+            SystemTime::now(),
+            SystemTime::now() + Duration::from_secs(1),
+        );
+        for (id, time) in [("b1", late), ("a1", early), ("b2", late), ("a2", early)] {
+            push_at(&q, id, b"{}", time).unwrap();
+        }
+        let (mut taken, mut spare) = (Vec::new(), Vec::new());
+        q.take(&mut taken, &mut spare);
+        assert_eq!(ids(&taken), ["a1", "a2", "b1", "b2"]);
     }
 
     #[test]
