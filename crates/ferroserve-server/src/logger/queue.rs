@@ -116,11 +116,6 @@ impl Batch {
         };
         (&q.corr, entry)
     }
-
-    /// The time of event `i`.
-    pub(crate) fn time(&self, i: usize) -> SystemTime {
-        self.events[i].time
-    }
 }
 
 /// A bounded queue of events taken all at once by one thread (see the
