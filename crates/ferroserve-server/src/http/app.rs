@@ -24,7 +24,7 @@ use super::edge::{BoxFuture, Edge, Routed};
 pub enum AppFuture {
     /// The router's, the edge being off.
     Router(RouteFuture<Infallible>),
-    /// The edge's fast path (see [`Routed`]).
+    /// The edge's fast path (`edge::Routed`).
     Edge(Routed),
     /// Any other (a sampled trace, a timeout, a refusal, CORS).
     Boxed(BoxFuture),

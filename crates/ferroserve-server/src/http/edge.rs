@@ -139,7 +139,8 @@ impl Edge {
         resp
     }
 
-    /// Starts logging `req` when the logger is on and logs it.
+    /// Starts logging `req` when the logger is on and logs such requests
+    /// (inference POSTs).
     fn begin_logging(&self, req: &mut Request, matched: &'static str) -> Option<Started> {
         match &self.logger {
             Some(l) if l.wants(req, matched) => Some(l.begin(req)),
@@ -216,7 +217,7 @@ fn slow(edge: &Arc<Edge>, router: &Router, req: Request, matched: &'static str) 
 /// than an `async` block so that the usual request needs no box (only a
 /// body not yet read whole, or an answer that is not, takes the logger's
 /// boxed [`Answer::Later`]). Dropped before the answer (the client went
-/// away), it still logs the request (see [`Exchange`]).
+/// away), it still logs the request (see [`crate::logger::Exchange`]).
 pub struct Routed {
     route: RouteFuture<Infallible>,
     edge: Arc<Edge>,
