@@ -44,6 +44,8 @@ overhead_cfg() {
     # the difference to "tracing".
     tracing0) echo "${trace%=0.01}=0|--metrics false --tracing|";;
     logfile)  echo "|--metrics false --logger_url file://$dir/events-$1.jsonl|";;
+    # The file logger writing to /dev/null: everything but the kernel's append to a file.
+    lognull)  echo "|--metrics false --logger_url file:///dev/null|";;
     auth)     echo "|--metrics false --auth_config $dir/auth.yaml|-H x-api-key:k";;
     allon)    echo "$trace|--metrics true --tracing --logger_url file://$dir/events-$1.jsonl --auth_config $dir/auth.yaml|-H x-api-key:k";;
     *)        echo "unknown configuration $1" >&2; return 1;;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Per-feature cost: perf_analyzer HTTP c=8 on examples/iris with one feature on at a time (metrics,
 # 1% tracing to a local OTLP/HTTP sink, file request logger, API-key auth), then everything on at
-# once (the target row), against everything off (configs.sh). Two more for diagnosis, not
-# run by default: "edge" (the HTTP edge on with nothing to do) and "tracing0" (tracing on, nothing
-# sampled). Configurations are interleaved round by round (ROUNDS, default 3) so drift on this
+# once (the target row), against everything off (configs.sh). Three more for diagnosis,
+# not run by default: "edge" (the HTTP edge on with nothing to do), "tracing0" (tracing on, nothing
+# sampled) and "lognull" (the file logger writing to /dev/null: all of it but the file append). Configurations are interleaved round by round (ROUNDS, default 3) so drift on this
 # shared machine hits all of them alike; the summary gives each configuration's median and its
 # ratio to the median of "off".
 # Needs /tmp/perf-analyzer/perf_analyzer (bench/setup_perf_analyzer.sh) and a release build.
