@@ -233,16 +233,11 @@ impl<L: Borrow<HttpLogging>> Exchange<L> {
         let logged_ok = self.logging().logger.logs_response() && resp.status() == StatusCode::OK;
         let ct = content_type(resp.headers());
         if !logged_ok || ct.as_bytes().starts_with(b"text/event-stream") {
-            return match self.take_request() {
-                Ok(request) => Answer::Ready(self.pass(request, resp, logged_ok, ct)),
-                Err(reading) => {
-                    let exchange = self.owned();
-                    Answer::Later(Box::pin(async move {
-                        let request = reading.await;
-                        exchange.pass(request, resp, logged_ok, ct)
-                    }))
-                }
-            };
+            return self.with_request(Finish::Pass {
+                resp,
+                logged_ok,
+                ct,
+            });
         }
         let (parts, mut body) = resp.into_parts();
         let read = match Pin::new(&mut body).poll_frame(cx) {
@@ -261,19 +256,37 @@ impl<L: Borrow<HttpLogging>> Exchange<L> {
                 return Answer::Later(Box::pin(async move {
                     let read = rest_of(first, body).await;
                     let request = exchange.request().await;
-                    exchange.whole(request, parts, ct, read)
+                    exchange.finish(request, Finish::Whole { parts, ct, read })
                 }));
             }
         };
+        self.with_request(Finish::Whole { parts, ct, read })
+    }
+
+    /// `finish` with the request taken: at once, or in a boxed future once
+    /// the rest of a body the handler left unread is read.
+    fn with_request(mut self, finish: Finish) -> Answer {
         match self.take_request() {
-            Ok(request) => Answer::Ready(self.whole(request, parts, ct, read)),
+            Ok(request) => Answer::Ready(self.finish(request, finish)),
             Err(reading) => {
                 let exchange = self.owned();
                 Answer::Later(Box::pin(async move {
                     let request = reading.await;
-                    exchange.whole(request, parts, ct, read)
+                    exchange.finish(request, finish)
                 }))
             }
+        }
+    }
+
+    /// Logs `request` with what `finish` says and returns the answer.
+    fn finish(&self, request: Option<LoggedRequest>, finish: Finish) -> Response {
+        match finish {
+            Finish::Pass {
+                resp,
+                logged_ok,
+                ct,
+            } => self.pass(request, resp, logged_ok, ct),
+            Finish::Whole { parts, ct, read } => self.whole(request, parts, ct, read),
         }
     }
 
@@ -355,6 +368,22 @@ impl<L: Borrow<HttpLogging>> Exchange<L> {
         };
         self.logging().logger.log_all(&self.corr, entries);
     }
+}
+
+/// What an exchange does with its answer once it has the request.
+enum Finish {
+    /// Passes `resp` on (see [`Exchange::pass`]).
+    Pass {
+        resp: Response,
+        logged_ok: bool,
+        ct: HeaderValue,
+    },
+    /// Logs the answer read whole with the request (see [`Exchange::whole`]).
+    Whole {
+        parts: axum::http::response::Parts,
+        ct: HeaderValue,
+        read: Result<Bytes, axum::Error>,
+    },
 }
 
 /// The chunks of a request body read so far and the rest of it (at most
