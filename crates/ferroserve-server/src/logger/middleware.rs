@@ -214,7 +214,7 @@ impl<L: Borrow<HttpLogging>> Exchange<L> {
             Capture::Unread { rest, seen } => {
                 let room = self.logging().max_body_bytes.saturating_sub(seen.size);
                 Err(Box::pin(async move {
-                    let body = read_rest(rest, seen, room).await?;
+                    let body = read_rest(rest, seen, room).await.ok()?;
                     Some((body, SystemTime::now(), ct))
                 }))
             }
@@ -248,13 +248,13 @@ impl<L: Borrow<HttpLogging>> Exchange<L> {
             }
             // More to come: read the rest, then the request.
             polled => {
-                let first = match polled {
-                    Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-                    _ => Bytes::new(),
-                };
+                let mut first = Chunks::default();
+                if let Poll::Ready(Some(Ok(frame))) = polled {
+                    first.push(frame.into_data().unwrap_or_default());
+                }
                 let mut exchange = self.owned();
                 return Answer::Later(Box::pin(async move {
-                    let read = rest_of(first, body).await;
+                    let read = read_rest(body, first, usize::MAX).await;
                     let request = exchange.request().await;
                     exchange.finish(request, Finish::Whole { parts, ct, read })
                 }));
@@ -386,27 +386,17 @@ enum Finish {
     },
 }
 
-/// The chunks of a request body read so far and the rest of it (at most
-/// `room` more bytes), joined; `None` when the rest is over `room` or
-/// cannot be read.
-async fn read_rest(rest: Body, mut seen: Chunks, room: usize) -> Option<Bytes> {
+/// The chunks of a body read so far and the rest of it (at most `room`
+/// more bytes), joined; an error when the rest is over `room` or cannot be
+/// read.
+async fn read_rest(rest: Body, mut seen: Chunks, room: usize) -> Result<Bytes, axum::Error> {
     let rest = http_body_util::Limited::new(rest, room)
         .collect()
         .await
-        .ok()?
+        .map_err(axum::Error::new)?
         .to_bytes();
     seen.push(rest);
-    Some(seen.joined())
-}
-
-/// `first`, the frame of an answer's body already read, and the rest of
-/// the body, joined.
-async fn rest_of(first: Bytes, body: Body) -> Result<Bytes, axum::Error> {
-    let rest = axum::body::to_bytes(body, usize::MAX).await?;
-    let mut all = Chunks::default();
-    all.push(first);
-    all.push(rest);
-    Ok(all.joined())
+    Ok(seen.joined())
 }
 
 impl<L: Borrow<HttpLogging>> Drop for Exchange<L> {
